@@ -1,0 +1,18 @@
+# spotgrid_options: the one interface target that carries the language level, the warning
+# set and the sanitizers. Every spotgrid target links it; third-party code never sees it.
+add_library(spotgrid_options INTERFACE)
+target_compile_features(spotgrid_options INTERFACE cxx_std_20)
+target_compile_definitions(spotgrid_options INTERFACE SPOTGRID_VERSION="${PROJECT_VERSION}")
+set(CMAKE_CXX_EXTENSIONS OFF)
+target_compile_options(spotgrid_options INTERFACE -Wall -Wextra -Wpedantic
+  $<$<BOOL:${SPOTGRID_WERROR}>:-Werror>)
+
+if(SPOTGRID_SANITIZE)
+  target_compile_options(spotgrid_options INTERFACE
+    -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined)
+  target_link_options(spotgrid_options INTERFACE -fsanitize=address,undefined)
+endif()
+
+if(NOT CMAKE_BUILD_TYPE AND NOT CMAKE_CONFIGURATION_TYPES)
+  set(CMAKE_BUILD_TYPE RelWithDebInfo CACHE STRING "Build type" FORCE)
+endif()

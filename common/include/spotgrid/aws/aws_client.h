@@ -1,0 +1,131 @@
+// The client core: every AWS call in spotgrid goes through AwsClient::Send.
+//
+// One Send() = resolve the endpoint, get credentials, sign with SigV4 (re-signed on every
+// attempt), send over the shared HttpTransport, and on failure classify the error, correct
+// the clock offset if the server says we are skewed, and retry with backoff under the retry
+// quota. What comes back is either the successful HTTP response or an Error naming service,
+// operation, HTTP status, AWS error code, message and request id.
+//
+// AwsContext holds what all clients of one process share: transport (and so its connection
+// pool), credentials, region, clock, the clock-skew offset and the retry quota.
+//
+// Thread-safety: AwsContext and AwsClient are safe to use from any number of threads.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "spotgrid/aws/aws_config.h"
+#include "spotgrid/aws/credentials.h"
+#include "spotgrid/aws/retry.h"
+#include "spotgrid/aws/service.h"
+#include "spotgrid/core/clock.h"
+#include "spotgrid/core/environment.h"
+#include "spotgrid/core/status.h"
+#include "spotgrid/http/http.h"
+
+namespace spotgrid {
+
+class ImdsClient;
+
+struct AwsContextOptions {
+  // Overrides; empty = resolve from environment/profile/IMDS.
+  std::string region;
+  std::shared_ptr<HttpTransport> transport;          // default: curl
+  std::shared_ptr<CredentialsProvider> credentials;  // default: the standard chain
+  Clock* clock = nullptr;                            // default: Clock::System()
+  std::optional<RetryOptions> retry;                 // default: from environment
+  const Environment* env = nullptr;                  // default: Environment::Process()
+  std::function<double()> random01;                  // default: a seeded PRNG
+};
+
+class AwsContext {
+ public:
+  // Resolves region, profile files, credentials chain and IMDS from the environment.
+  // Fails with a clear message if no region can be found.
+  static Result<std::shared_ptr<AwsContext>> Create(AwsContextOptions options = {});
+
+  const std::string& region() const { return region_; }
+  HttpTransport& transport() { return *transport_; }
+  std::shared_ptr<HttpTransport> shared_transport() { return transport_; }
+  CredentialsProvider& credentials() { return *credentials_; }
+  Clock& clock() { return *clock_; }
+  RetryPolicy& retry() { return *retry_; }
+  const Environment& env() const { return *env_; }
+  const ProfileFiles& profiles() const { return profiles_; }
+  std::shared_ptr<ImdsClient> imds() { return imds_; }
+
+  // The signing time: the local clock corrected by the offset learned from server Dates.
+  Clock::WallTime SigningTime() const;
+  // Records the server's time as seen in a response Date header; adjusts the offset only when
+  // the difference is 5 minutes or more (what the SDKs do). Returns true if it changed.
+  bool ObserveServerTime(Clock::WallTime server_time);
+  std::chrono::milliseconds clock_offset() const {
+    return std::chrono::milliseconds(offset_ms_.load());
+  }
+
+  AwsContext(std::string region, std::shared_ptr<HttpTransport> transport,
+             std::shared_ptr<CredentialsProvider> credentials, Clock* clock,
+             std::unique_ptr<RetryPolicy> retry, const Environment* env, ProfileFiles profiles,
+             std::shared_ptr<ImdsClient> imds);
+
+ private:
+  std::string region_;
+  std::shared_ptr<HttpTransport> transport_;
+  std::shared_ptr<CredentialsProvider> credentials_;
+  Clock* clock_;
+  std::unique_ptr<RetryPolicy> retry_;
+  const Environment* env_;
+  ProfileFiles profiles_;
+  std::shared_ptr<ImdsClient> imds_;
+  std::atomic<long long> offset_ms_{0};
+};
+
+// One logical AWS request before signing. Path and query are *unencoded*; the core encodes.
+struct AwsRequest {
+  std::string operation;  // for errors and logs: "SendMessageBatch"
+  std::string method = "POST";
+  std::string path = "/";  // S3: "/<key>" (bucket is added for path style by the S3 client)
+  std::vector<std::pair<std::string, std::string>> query;
+  Headers headers;  // e.g. content-type, x-amz-target, range
+  std::string body;
+  std::optional<FileRange> body_file;  // streamed; signed as UNSIGNED-PAYLOAD on https,
+                                       // hashed on http (no TLS to protect it)
+  std::string response_file;           // stream a 2xx body to this file
+  std::chrono::milliseconds timeout{0};
+  // Override the endpoint host (S3 virtual-hosted style: "<bucket>.s3.<region>...").
+  std::string host_override;
+};
+
+class AwsClient {
+ public:
+  // Fails only if the service's endpoint can't be resolved (e.g. a malformed
+  // AWS_ENDPOINT_URL_<SERVICE>).
+  static Result<std::shared_ptr<AwsClient>> Create(std::shared_ptr<AwsContext> context,
+                                                   const ServiceInfo& service);
+  AwsClient(std::shared_ptr<AwsContext> context, const ServiceInfo& service, Endpoint endpoint);
+
+  // Sends with signing and retries. A non-2xx response becomes an Error (error body parsed
+  // for JSON `__type`/`message` or XML `Code`/`Message`/`RequestId`).
+  Result<HttpResponse> Send(const AwsRequest& request);
+
+  const ServiceInfo& service() const { return service_; }
+  const Endpoint& endpoint() const { return endpoint_; }
+  AwsContext& context() { return *context_; }
+
+ private:
+  std::shared_ptr<AwsContext> context_;
+  const ServiceInfo& service_;
+  Endpoint endpoint_;
+};
+
+// Turns a non-2xx response into an Error (exposed for tests of the error parser).
+Error ParseAwsError(const ServiceInfo& service, const std::string& operation,
+                    const HttpResponse& response);
+
+}  // namespace spotgrid
