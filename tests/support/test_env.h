@@ -2,8 +2,9 @@
 //
 // The launcher (tests/harness/launcher.py) writes KEY=VALUE lines to the file named by
 // SPOTGRID_TEST_ENV_FILE: AWS_ENDPOINT_URL_SQS / _DYNAMODB / _S3 / _EC2 / _AUTO_SCALING,
-// AWS_EC2_METADATA_SERVICE_ENDPOINT, SPOTGRID_FAKE_IMDS_CONTROL, SPOTGRID_FAKE_AWS_CONTROL,
-// SPOTGRID_FAULT_PROXY_<SERVICE>, test credentials and AWS_REGION.
+// AWS_EC2_METADATA_SERVICE_ENDPOINT, SPOTGRID_FAKE_IMDS_URL and SPOTGRID_FAKE_AWS_URL (the
+// fakes' roots; a path segment after them selects an isolated tenant), test credentials and
+// AWS_REGION.
 // UseEmulators() exports them into this process so the product's normal environment-based
 // resolution finds them; a test that needs them fails (never skips) when they are missing.
 #pragma once

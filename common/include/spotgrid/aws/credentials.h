@@ -15,6 +15,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -43,9 +44,40 @@ class CredentialsProvider {
 // Fixed credentials (tests, explicit configuration).
 std::shared_ptr<CredentialsProvider> MakeStaticCredentialsProvider(Credentials credentials);
 
+// Caches what `fetch` returns and fetches again ahead of Expiration (botocore's windows):
+//  - more than 15 min left: the cached credentials are used as they are;
+//  - 15..10 min left (advisory): one caller refreshes while the others keep using the cached
+//    credentials; if the refresh fails, the cached ones stay in use (a warning is logged);
+//  - under 10 min left, expired or nothing cached (mandatory): callers wait for one refresh,
+//    and its failure is their error.
+// If the source hands out credentials that are themselves already inside the window (EC2
+// rotates role credentials only minutes before they expire), they are used for a minute
+// before asking again, so the source is not queried on every call.
+// Credentials without Expiration are fetched once. `name` appears in log lines and errors.
+std::shared_ptr<CredentialsProvider> MakeRefreshingCredentialsProvider(
+    std::function<Result<Credentials>()> fetch, Clock& clock, std::string name);
+
+inline constexpr std::chrono::minutes kAdvisoryRefreshWindow{15};
+inline constexpr std::chrono::minutes kMandatoryRefreshWindow{10};
+
 class ImdsClient;
 
-// The default chain described above. `imds` may be null (IMDS step skipped).
+// The default chain described above. `imds` may be null (IMDS step skipped). The provider is
+// chosen on the first GetCredentials() call (env and files are read then) and kept; `env`,
+// `clock` and the files must outlive the chain.
+//   - env: both keys or neither (one without the other is an error); AWS_SESSION_TOKEN
+//     (legacy AWS_SECURITY_TOKEN); optional AWS_CREDENTIAL_EXPIRATION.
+//   - profile: the first of the credentials file and the config file that has keys for the
+//     profile supplies all of them; an explicitly selected profile (AWS_PROFILE) that exists
+//     in neither file is an error, as is a profile that only names a provider spotgrid does
+//     not implement (role_arn, credential_process, SSO, web identity).
+//   - container: GET http://169.254.170.2<AWS_CONTAINER_CREDENTIALS_RELATIVE_URI>, or
+//     AWS_CONTAINER_CREDENTIALS_FULL_URI (https anywhere; http only to loopback or the ECS /
+//     EKS Pod Identity addresses), Authorization from AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE
+//     (re-read on every refresh) or AWS_CONTAINER_AUTHORIZATION_TOKEN.
+//   - IMDS: ImdsClient::RoleCredentials().
+// Container and IMDS credentials are cached and refreshed as MakeRefreshingCredentialsProvider
+// describes.
 std::shared_ptr<CredentialsProvider> MakeDefaultCredentialsChain(
     const Environment& env, std::shared_ptr<HttpTransport> transport,
     std::shared_ptr<ImdsClient> imds, Clock& clock);

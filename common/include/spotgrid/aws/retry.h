@@ -25,16 +25,20 @@
 namespace spotgrid {
 
 struct RetryOptions {
-  int max_attempts = 3;  // total, including the first; AWS_MAX_ATTEMPTS overrides
-  std::chrono::milliseconds base{1000};
-  std::chrono::milliseconds cap{20000};
-  int quota_capacity = 500;
+  int max_attempts = 3;                  // total, including the first; AWS_MAX_ATTEMPTS overrides
+  std::chrono::milliseconds base{1000};  // full-jitter base; tests may lower it
+  std::chrono::milliseconds cap{20000};  // upper bound of one delay before jitter
+  int quota_capacity = 500;              // retry tokens per RetryPolicy (per AwsContext)
 
   static RetryOptions FromEnvironment(const Environment& env);
 };
 
-// Classifies an AWS error code + HTTP status (code may be empty) into a category.
-ErrorCategory ClassifyAwsError(int http_status, std::string_view code);
+// Classifies an AWS error code + HTTP status (code may be empty; status 0 = no response) into
+// a category, per the table in CONTRACTS.md. `message` matters only for the signature/auth
+// codes (InvalidSignatureException, SignatureDoesNotMatch, AuthFailure), which mean clock skew
+// when the message talks about time ("Signature expired: ...") and a client error otherwise.
+ErrorCategory ClassifyAwsError(int http_status, std::string_view code,
+                               std::string_view message = {});
 
 class RetryPolicy {
  public:
@@ -51,11 +55,13 @@ class RetryPolicy {
   // Called once per successful call with what its last retry cost (0 if it needed none):
   // a first-try success refunds 1 token, a success after retries refunds that cost.
   void OnSuccess(int last_retry_cost);
+  // Tokens left in the quota (for tests and diagnostics).
+  int available_tokens() const;
 
  private:
   RetryOptions options_;
   std::function<double()> random01_;
-  std::mutex mu_;
+  mutable std::mutex mu_;
   int tokens_;
   std::mt19937_64 rng_;
 };

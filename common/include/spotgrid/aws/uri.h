@@ -25,13 +25,18 @@ struct Url {
   std::string scheme;  // "http" | "https"
   std::string host;    // without port
   int port = 0;        // 0 = scheme default
-  std::string path;    // "/..." (may be empty)
+  std::string path;    // "/..." exactly as written, still percent-encoded (may be empty)
+  std::string query;   // after '?', without it, still percent-encoded (usually empty)
   // "host" or "host:port" exactly as the Host header is sent (port only when non-default).
   std::string Authority() const;
   // scheme://authority
   std::string Origin() const;
 };
 
+// Accepts "http(s)://host[:port][/path][?query]"; the host may be an IPv6 literal in brackets
+// ("http://[::1]:8080/"). Rejects (kInvalidInput, message naming the URL and the problem): a
+// missing or unsupported scheme, an empty host, user info ("user@host"), a port outside
+// 1..65535, a fragment, and whitespace or control characters anywhere.
 Result<Url> ParseUrl(std::string_view url);
 
 }  // namespace spotgrid

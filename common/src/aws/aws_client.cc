@@ -1,0 +1,340 @@
+#include "spotgrid/aws/aws_client.h"
+
+#include <cctype>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "spotgrid/aws/sigv4.h"
+#include "spotgrid/aws/uri.h"
+#include "spotgrid/aws/xml.h"
+#include "spotgrid/core/log.h"
+
+namespace spotgrid {
+namespace {
+
+std::string_view TrimView(std::string_view s) {
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
+  return s;
+}
+
+// RFC 1123 date as in the HTTP Date header: "Sun, 06 Nov 1994 08:49:37 GMT". Parsed by hand
+// because strptime's %a/%b depend on the locale.
+std::optional<Clock::WallTime> ParseHttpDate(std::string_view value) {
+  static constexpr const char* kMonths[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                            "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+  std::string text(TrimView(value));
+  auto comma = text.find(',');
+  if (comma == std::string::npos) return std::nullopt;
+  int day = 0, year = 0, hour = 0, minute = 0, second = 0;
+  char month[4] = {0};
+  char zone[4] = {0};
+  if (std::sscanf(text.c_str() + comma + 1, " %d %3s %d %d:%d:%d %3s", &day, month, &year, &hour,
+                  &minute, &second, zone) != 7) {
+    return std::nullopt;
+  }
+  if (std::strcmp(zone, "GMT") != 0 && std::strcmp(zone, "UTC") != 0) return std::nullopt;
+  int mon = -1;
+  for (int i = 0; i < 12; ++i) {
+    if (std::strcmp(month, kMonths[i]) == 0) mon = i;
+  }
+  if (mon < 0 || day < 1 || day > 31 || year < 1970 || hour > 23 || minute > 59 || second > 60) {
+    return std::nullopt;
+  }
+  std::tm tm{};
+  tm.tm_year = year - 1900;
+  tm.tm_mon = mon;
+  tm.tm_mday = day;
+  tm.tm_hour = hour;
+  tm.tm_min = minute;
+  tm.tm_sec = second;
+  time_t t = timegm(&tm);
+  if (t == static_cast<time_t>(-1)) return std::nullopt;
+  return Clock::WallTime(std::chrono::seconds(t));
+}
+
+const char* StatusCodeName(int status) {
+  switch (status) {
+    case 301:
+      return "PermanentRedirect";
+    case 304:
+      return "NotModified";
+    case 400:
+      return "BadRequest";
+    case 401:
+      return "Unauthorized";
+    case 403:
+      return "Forbidden";
+    case 404:
+      return "NotFound";
+    case 405:
+      return "MethodNotAllowed";
+    case 409:
+      return "Conflict";
+    case 412:
+      return "PreconditionFailed";
+    case 413:
+      return "RequestEntityTooLarge";
+    case 416:
+      return "InvalidRange";
+    case 429:
+      return "TooManyRequests";
+    case 500:
+      return "InternalError";
+    case 502:
+      return "BadGateway";
+    case 503:
+      return "ServiceUnavailable";
+    case 504:
+      return "GatewayTimeout";
+    default:
+      return "";
+  }
+}
+
+// "com.amazonaws.dynamodb.v20120810#ConditionalCheckFailedException:http://..." ->
+// "ConditionalCheckFailedException".
+std::string CleanErrorType(std::string_view type) {
+  auto hash = type.rfind('#');
+  if (hash != std::string_view::npos) type = type.substr(hash + 1);
+  auto colon = type.find(':');
+  if (colon != std::string_view::npos) type = type.substr(0, colon);
+  return std::string(TrimView(type));
+}
+
+// A printable excerpt of a body that is not an AWS error document (e.g. a proxy's HTML page).
+std::string Excerpt(std::string_view body) {
+  constexpr std::size_t kMax = 200;
+  std::string out;
+  for (char c : body.substr(0, kMax)) {
+    out += std::isprint(static_cast<unsigned char>(c)) ? c : ' ';
+  }
+  if (body.size() > kMax) out += "...";
+  return std::string(TrimView(out));
+}
+
+bool Is2xx(int status) { return status >= 200 && status < 300; }
+
+}  // namespace
+
+Error ParseAwsError(const ServiceInfo& service, const std::string& operation,
+                    const HttpResponse& response) {
+  Error e;
+  e.service = std::string(service.name);
+  e.operation = operation;
+  e.http_status = response.status;
+  if (auto id = response.Header("x-amzn-requestid")) {
+    e.request_id = *id;
+  } else if (auto s3_id = response.Header("x-amz-request-id")) {
+    e.request_id = *s3_id;
+  }
+
+  std::string_view body = TrimView(response.body);
+  bool parsed = false;
+  if (!body.empty() && body.front() == '{') {
+    nlohmann::json doc = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
+    if (doc.is_object()) {
+      parsed = true;
+      for (const char* key : {"__type", "code", "Code"}) {
+        auto it = doc.find(key);
+        if (it != doc.end() && it->is_string()) {
+          e.code = CleanErrorType(it->get<std::string>());
+          break;
+        }
+      }
+      for (const char* key : {"message", "Message", "errorMessage"}) {
+        auto it = doc.find(key);
+        if (it != doc.end() && it->is_string()) {
+          e.message = it->get<std::string>();
+          break;
+        }
+      }
+    }
+  } else if (!body.empty() && body.front() == '<') {
+    Result<XmlElement> doc = ParseXml(body);
+    if (doc.ok()) {
+      parsed = true;
+      // S3: <Error> is the root; Query: ErrorResponse/Error; EC2: Response/Errors/Error.
+      if (const XmlElement* error = doc->Find("Error")) {
+        e.code = std::string(TrimView(error->ChildText("Code")));
+        e.message = error->ChildText("Message");
+      }
+      if (e.request_id.empty()) {
+        const XmlElement* id = doc->Find("RequestId");
+        if (id == nullptr) id = doc->Find("RequestID");
+        if (id != nullptr) e.request_id = std::string(TrimView(id->text));
+      }
+    }
+  }
+  if (e.code.empty()) {
+    if (auto type = response.Header("x-amzn-errortype")) e.code = CleanErrorType(*type);
+  }
+  if (e.code.empty()) e.code = StatusCodeName(response.status);
+  if (e.message.empty()) {
+    e.message =
+        !parsed && !body.empty() ? Excerpt(body) : "HTTP " + std::to_string(response.status);
+  }
+  e.category = ClassifyAwsError(response.status, e.code, e.message);
+  return e;
+}
+
+Result<std::shared_ptr<AwsClient>> AwsClient::Create(std::shared_ptr<AwsContext> context,
+                                                     const ServiceInfo& service) {
+  Result<Endpoint> endpoint =
+      ResolveEndpoint(service, context->region(), context->env(), context->profiles());
+  if (!endpoint.ok()) {
+    Error e = endpoint.error();
+    if (e.service.empty()) e.service = std::string(service.name);
+    return e;
+  }
+  return std::make_shared<AwsClient>(std::move(context), service, std::move(endpoint).value());
+}
+
+AwsClient::AwsClient(std::shared_ptr<AwsContext> context, const ServiceInfo& service,
+                     Endpoint endpoint)
+    : context_(std::move(context)), service_(service), endpoint_(std::move(endpoint)) {}
+
+Result<HttpResponse> AwsClient::Send(const AwsRequest& request) {
+  const std::string service_name(service_.name);
+  auto fail = [&](Error e) {
+    if (e.service.empty()) e.service = service_name;
+    if (e.operation.empty()) e.operation = request.operation;
+    return e;
+  };
+  const bool s3 = service_.protocol == Protocol::kRestXml;
+
+  // The URL: endpoint origin + endpoint base path + the request path, each path segment
+  // percent-encoded ('/' kept, so an S3 key's slashes stay slashes).
+  Url url = endpoint_.url;
+  if (!request.host_override.empty()) url.host = request.host_override;
+  std::string base = url.path;
+  while (!base.empty() && base.back() == '/') base.pop_back();
+  std::string path =
+      request.path.empty() || request.path.front() != '/' ? "/" + request.path : request.path;
+  std::string wire_path = base + UriEncode(path, /*keep_slash=*/true);
+  std::string query = BuildQuery(request.query);
+  std::string full_url = url.Origin() + wire_path + (query.empty() ? "" : "?" + query);
+
+  // The payload hash does not change between attempts: compute it once.
+  std::string payload_hash;
+  if (request.body_file) {
+    if (url.scheme == "https") {
+      payload_hash = std::string(kUnsignedPayload);
+    } else {
+      // Without TLS nothing else protects the body, so it is signed.
+      Result<std::string> hash = Sha256HexOfFile(*request.body_file);
+      if (!hash.ok()) return fail(hash.error());
+      payload_hash = std::move(hash).value();
+    }
+  } else {
+    payload_hash = Sha256Hex(request.body);
+  }
+
+  RetryPolicy& retry = context_->retry();
+  const int max_attempts = retry.options().max_attempts;
+  int last_retry_cost = 0;
+  bool skew_retry_done = false;
+  for (int attempt = 1;; ++attempt) {
+    Result<Credentials> credentials = context_->credentials().GetCredentials();
+    if (!credentials.ok()) return fail(credentials.error());
+
+    HttpRequest http;
+    http.method = request.method;
+    http.url = full_url;
+    http.body = request.body;
+    http.body_file = request.body_file;
+    http.response_file = request.response_file;
+    http.timeout = request.timeout;
+    http.headers.emplace_back("host", url.Authority());
+    for (const auto& header : request.headers) {
+      if (FindHeader({{header.first, ""}}, "host")) continue;  // host is the endpoint's
+      http.headers.push_back(header);
+    }
+
+    SigningRequest to_sign;
+    to_sign.method = request.method;
+    to_sign.path = wire_path;
+    to_sign.query = query;
+    to_sign.headers = http.headers;
+    to_sign.payload_hash = payload_hash;
+    SigningParams params;
+    params.region = context_->region();
+    params.service = std::string(service_.signing_name);
+    params.time = context_->SigningTime();  // re-read every attempt: the offset may change
+    params.path_mode = s3 ? PathMode::kS3 : PathMode::kNormalizePath;
+    params.add_content_sha256_header = s3;
+    SignedRequest signed_request = SignRequest(to_sign, *credentials, params);
+    for (auto& header : signed_request.added_headers) http.headers.push_back(std::move(header));
+
+    Result<HttpResponse> result = context_->transport().Send(http);
+    Error error;
+    bool clock_corrected = false;
+    if (result.ok()) {
+      const HttpResponse& response = *result;
+      // Cached responses (Age) say nothing about the server's clock now.
+      if (!response.Header("age")) {
+        if (auto date = response.Header("date")) {
+          if (auto server_time = ParseHttpDate(*date)) {
+            clock_corrected = context_->ObserveServerTime(*server_time);
+          }
+        }
+      }
+      if (Is2xx(response.status)) {
+        retry.OnSuccess(last_retry_cost);
+        if (attempt > 1) {
+          Logger().debug("{} {} succeeded on attempt {}", service_name, request.operation, attempt);
+        }
+        return std::move(result).value();
+      }
+      error = ParseAwsError(service_, request.operation, response);
+    } else {
+      error = fail(result.error());
+    }
+
+    if (clock_corrected) {
+      Logger().warn(
+          "{} {}: local clock differs from the server's by 5 minutes or more; "
+          "signing with a corrected offset of {} ms (fix NTP on this host)",
+          service_name, request.operation, context_->clock_offset().count());
+    }
+    if (!error.IsRetryable()) return error;
+    if (attempt >= max_attempts) {
+      if (attempt > 1) {
+        Logger().warn("{} {} failed after {} attempts: {} (request id {})", service_name,
+                      request.operation, attempt, error.code, error.request_id);
+      }
+      return error;
+    }
+    if (error.category == ErrorCategory::kClockSkew) {
+      // The Date header of this very response has corrected the offset (if it could); one
+      // immediate re-signed retry is all that can help. A second skew error is final.
+      if (skew_retry_done) return error;
+      skew_retry_done = true;
+      Logger().warn(
+          "{} {} attempt {} rejected for clock skew ({}), retrying with offset {} ms "
+          "(request id {})",
+          service_name, request.operation, attempt, error.code, context_->clock_offset().count(),
+          error.request_id);
+      continue;
+    }
+    std::optional<int> cost = retry.AcquireRetry(error);
+    if (!cost) {
+      Logger().warn(
+          "{} {} attempt {} failed with {}; retry quota exhausted, giving up "
+          "(request id {})",
+          service_name, request.operation, attempt, error.code, error.request_id);
+      return error;
+    }
+    last_retry_cost = *cost;
+    std::chrono::milliseconds delay = retry.Backoff(attempt);
+    Logger().debug("{} {} attempt {} failed with {} (HTTP {}, request id {}); retrying in {} ms",
+                   service_name, request.operation, attempt, error.code, error.http_status,
+                   error.request_id, delay.count());
+    if (delay.count() > 0) context_->clock().SleepFor(delay);
+  }
+}
+
+}  // namespace spotgrid

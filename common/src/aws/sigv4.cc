@@ -1,0 +1,423 @@
+#include "spotgrid/aws/sigv4.h"
+
+#include <openssl/core_names.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/params.h>
+
+#include <algorithm>
+#include <array>
+#include <cstdio>
+#include <memory>
+#include <utility>
+#include <vector>
+
+#include "spotgrid/aws/uri.h"
+
+namespace spotgrid {
+namespace {
+
+constexpr std::string_view kAlgorithm = "AWS4-HMAC-SHA256";
+
+// Headers an HTTP stack or a proxy may add, drop or rewrite after we sign (libcurl sets Expect and
+// Accept-Encoding itself, proxies add trace ids), plus Authorization itself. Signing one of them
+// would make the signature depend on the transport. botocore skips the same first three.
+constexpr std::array<std::string_view, 7> kUnsignedHeaders = {
+    "authorization",     "expect",         "user-agent", "x-amzn-trace-id", "connection",
+    "transfer-encoding", "accept-encoding"};
+
+// Fetched once: in OpenSSL 3 every implicit fetch by name costs a lock and a lookup.
+const EVP_MD* Sha256Md() {
+  static const EVP_MD* md = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+  return md != nullptr ? md : EVP_sha256();
+}
+
+std::string ToLower(std::string_view in) {
+  std::string out(in);
+  for (char& c : out) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
+  return out;
+}
+
+bool IsSpace(char c) {
+  return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\v' || c == '\f';
+}
+
+// Trims and squeezes every whitespace run (folded line breaks included) to one space.
+std::string TrimAll(std::string_view value) {
+  std::string out;
+  out.reserve(value.size());
+  bool pending_space = false;
+  for (char c : value) {
+    if (IsSpace(c)) {
+      pending_space = !out.empty();
+    } else {
+      if (pending_space) out.push_back(' ');
+      pending_space = false;
+      out.push_back(c);
+    }
+  }
+  return out;
+}
+
+bool IsUnsignedHeader(std::string_view lower_name) {
+  return std::find(kUnsignedHeaders.begin(), kUnsignedHeaders.end(), lower_name) !=
+         kUnsignedHeaders.end();
+}
+
+struct CanonicalHeaders {
+  std::string block;         // "name:value\n" lines
+  std::string signed_names;  // "a;b;c"
+};
+
+CanonicalHeaders Canonicalize(const Headers& headers) {
+  std::vector<std::pair<std::string, std::string>> lines;
+  lines.reserve(headers.size());
+  for (const auto& [name, value] : headers) {
+    std::string lower = ToLower(TrimAll(name));
+    if (lower.empty() || IsUnsignedHeader(lower)) continue;
+    lines.emplace_back(std::move(lower), TrimAll(value));
+  }
+  // Stable: repeated headers keep the order they were sent in when joined below.
+  std::stable_sort(lines.begin(), lines.end(),
+                   [](const auto& a, const auto& b) { return a.first < b.first; });
+  CanonicalHeaders out;
+  for (std::size_t i = 0; i < lines.size();) {
+    const std::string& name = lines[i].first;
+    out.block += name;
+    out.block.push_back(':');
+    out.block += lines[i].second;
+    std::size_t j = i + 1;
+    for (; j < lines.size() && lines[j].first == name; ++j) {
+      out.block.push_back(',');
+      out.block += lines[j].second;
+    }
+    out.block.push_back('\n');
+    if (!out.signed_names.empty()) out.signed_names.push_back(';');
+    out.signed_names += name;
+    i = j;
+  }
+  return out;
+}
+
+// Removes "." and ".." segments and empty segments ("//"); keeps a trailing slash.
+std::string NormalizePath(std::string_view path) {
+  std::vector<std::string_view> segments;
+  bool trailing_slash = false;
+  std::size_t pos = 0;
+  while (pos <= path.size()) {
+    const std::size_t slash = path.find('/', pos);
+    const std::size_t end = slash == std::string_view::npos ? path.size() : slash;
+    const std::string_view segment = path.substr(pos, end - pos);
+    const bool last = slash == std::string_view::npos;
+    if (segment == "..") {
+      if (!segments.empty()) segments.pop_back();
+    } else if (!segment.empty() && segment != ".") {
+      segments.push_back(segment);
+    }
+    if (last) {
+      trailing_slash = segment.empty() || segment == "." || segment == "..";
+      break;
+    }
+    pos = slash + 1;
+  }
+  std::string out = "/";
+  for (std::size_t i = 0; i < segments.size(); ++i) {
+    if (i > 0) out.push_back('/');
+    out += segments[i];
+  }
+  if (trailing_slash && !segments.empty()) out.push_back('/');
+  return out;
+}
+
+std::string CanonicalUri(std::string_view path, PathMode mode) {
+  if (path.empty()) return "/";
+  switch (mode) {
+    case PathMode::kS3:
+      return std::string(path);
+    case PathMode::kEncodeOnly:
+      return UriEncode(path, /*keep_slash=*/true);
+    case PathMode::kNormalizePath:
+      break;
+  }
+  return UriEncode(NormalizePath(path), /*keep_slash=*/true);
+}
+
+std::string CanonicalQuery(std::string_view query) {
+  std::vector<std::pair<std::string, std::string>> params;
+  std::size_t pos = 0;
+  while (pos <= query.size()) {
+    std::size_t amp = query.find('&', pos);
+    if (amp == std::string_view::npos) amp = query.size();
+    const std::string_view piece = query.substr(pos, amp - pos);
+    if (!piece.empty()) {
+      const std::size_t eq = piece.find('=');
+      const std::string_view name = piece.substr(0, eq);
+      const std::string_view value =
+          eq == std::string_view::npos ? std::string_view() : piece.substr(eq + 1);
+      params.emplace_back(UriEncode(UriDecode(name)), UriEncode(UriDecode(value)));
+    }
+    pos = amp + 1;
+  }
+  std::sort(params.begin(), params.end());
+  std::string out;
+  for (const auto& [name, value] : params) {
+    if (!out.empty()) out.push_back('&');
+    out += name;
+    out.push_back('=');
+    out += value;
+  }
+  return out;
+}
+
+// The derived key depends only on (secret, day, region, service), so one entry per thread saves
+// four HMACs on every request of the day. Thread-local: no lock, no sharing of secrets between
+// threads.
+std::string SigningKey(const std::string& secret, std::string_view day, const std::string& region,
+                       const std::string& service) {
+  struct Entry {
+    std::string secret, day, region, service, key;
+  };
+  thread_local Entry cache;
+  if (!cache.key.empty() && cache.day == day && cache.region == region &&
+      cache.service == service && cache.secret == secret) {
+    return cache.key;
+  }
+  std::string key = HmacSha256("AWS4" + secret, day);
+  key = HmacSha256(key, region);
+  key = HmacSha256(key, service);
+  key = HmacSha256(key, "aws4_request");
+  cache = Entry{secret, std::string(day), region, service, key};
+  return key;
+}
+
+bool HasHeader(const Headers& headers, std::string_view name) {
+  return FindHeader(headers, name).has_value();
+}
+
+struct Signature {
+  std::string canonical_request;
+  std::string string_to_sign;
+  std::string signature;
+};
+
+Signature Compute(const std::string& method, std::string_view path, std::string_view query,
+                  const CanonicalHeaders& headers, std::string_view payload_hash,
+                  std::string_view amz_date, std::string_view scope, const Credentials& credentials,
+                  const SigningParams& params) {
+  Signature out;
+  std::string& cr = out.canonical_request;
+  cr.reserve(256 + headers.block.size() + query.size() + path.size());
+  cr += method;
+  cr.push_back('\n');
+  cr += CanonicalUri(path, params.path_mode);
+  cr.push_back('\n');
+  cr += CanonicalQuery(query);
+  cr.push_back('\n');
+  cr += headers.block;
+  cr.push_back('\n');
+  cr += headers.signed_names;
+  cr.push_back('\n');
+  cr += payload_hash;
+
+  std::string& sts = out.string_to_sign;
+  sts += kAlgorithm;
+  sts.push_back('\n');
+  sts += amz_date;
+  sts.push_back('\n');
+  sts += scope;
+  sts.push_back('\n');
+  sts += Sha256Hex(cr);
+
+  const std::string key = SigningKey(credentials.secret_access_key, amz_date.substr(0, 8),
+                                     params.region, params.service);
+  out.signature = HexEncode(HmacSha256(key, sts));
+  return out;
+}
+
+std::string Scope(std::string_view amz_date, const SigningParams& params) {
+  std::string scope(amz_date.substr(0, 8));
+  scope += '/';
+  scope += params.region;
+  scope += '/';
+  scope += params.service;
+  scope += "/aws4_request";
+  return scope;
+}
+
+std::string PayloadHash(const SigningRequest& request) {
+  return request.payload_hash.empty() ? std::string(kEmptyPayloadSha256) : request.payload_hash;
+}
+
+}  // namespace
+
+SignedRequest SignRequest(const SigningRequest& request, const Credentials& credentials,
+                          const SigningParams& params) {
+  const std::string amz_date = FormatAmzDate(params.time);
+  const std::string scope = Scope(amz_date, params);
+  const std::string payload_hash = PayloadHash(request);
+  const bool add_token = !credentials.session_token.empty();
+
+  SignedRequest out;
+  out.added_headers.emplace_back("X-Amz-Date", amz_date);
+  if (add_token) out.added_headers.emplace_back("X-Amz-Security-Token", credentials.session_token);
+  if (params.add_content_sha256_header) {
+    out.added_headers.emplace_back("X-Amz-Content-SHA256", payload_hash);
+  }
+
+  // The caller's copies of the headers we set are replaced, never signed twice (a retry re-signs
+  // the same request).
+  Headers all;
+  all.reserve(request.headers.size() + out.added_headers.size());
+  for (const auto& header : request.headers) {
+    if (HasHeader(out.added_headers, header.first)) continue;
+    all.push_back(header);
+  }
+  all.insert(all.end(), out.added_headers.begin(), out.added_headers.end());
+  const CanonicalHeaders headers = Canonicalize(all);
+
+  Signature sig = Compute(request.method, request.path, request.query, headers, payload_hash,
+                          amz_date, scope, credentials, params);
+  out.authorization = std::string(kAlgorithm) + " Credential=" + credentials.access_key_id + "/" +
+                      scope + ", SignedHeaders=" + headers.signed_names +
+                      ", Signature=" + sig.signature;
+  out.added_headers.emplace_back("Authorization", out.authorization);
+  out.canonical_request = std::move(sig.canonical_request);
+  out.string_to_sign = std::move(sig.string_to_sign);
+  out.signature = std::move(sig.signature);
+  return out;
+}
+
+SignedRequest PresignRequest(const SigningRequest& request, const Credentials& credentials,
+                             const SigningParams& params, std::chrono::seconds expires) {
+  const std::string amz_date = FormatAmzDate(params.time);
+  const std::string scope = Scope(amz_date, params);
+  const CanonicalHeaders headers = Canonicalize(request.headers);
+
+  std::vector<std::pair<std::string, std::string>> auth_params = {
+      {"X-Amz-Algorithm", std::string(kAlgorithm)},
+      {"X-Amz-Credential", credentials.access_key_id + "/" + scope},
+      {"X-Amz-Date", amz_date},
+      {"X-Amz-Expires", std::to_string(expires.count())},
+      {"X-Amz-SignedHeaders", headers.signed_names},
+  };
+  if (!credentials.session_token.empty()) {
+    auth_params.emplace_back("X-Amz-Security-Token", credentials.session_token);
+  }
+  std::string query = request.query;
+  if (!query.empty()) query.push_back('&');
+  query += BuildQuery(auth_params);
+
+  Signature sig = Compute(request.method, request.path, query, headers, PayloadHash(request),
+                          amz_date, scope, credentials, params);
+  SignedRequest out;
+  out.signed_query = std::move(query) + "&X-Amz-Signature=" + sig.signature;
+  out.canonical_request = std::move(sig.canonical_request);
+  out.string_to_sign = std::move(sig.string_to_sign);
+  out.signature = std::move(sig.signature);
+  return out;
+}
+
+std::string Sha256Hex(std::string_view data) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int length = 0;
+  EVP_Digest(data.data(), data.size(), digest, &length, Sha256Md(), nullptr);
+  return HexEncode(std::string_view(reinterpret_cast<const char*>(digest), length));
+}
+
+Result<std::string> Sha256HexOfFile(const FileRange& range) {
+  struct FileCloser {
+    void operator()(std::FILE* f) const { std::fclose(f); }
+  };
+  struct CtxFree {
+    void operator()(EVP_MD_CTX* c) const { EVP_MD_CTX_free(c); }
+  };
+  std::unique_ptr<std::FILE, FileCloser> file(std::fopen(range.path.c_str(), "rb"));
+  if (!file) return Error::Io("hash file", "cannot open " + range.path);
+  if (range.offset > 0 && fseeko(file.get(), static_cast<off_t>(range.offset), SEEK_SET) != 0) {
+    return Error::Io("hash file", "cannot seek in " + range.path);
+  }
+  std::unique_ptr<EVP_MD_CTX, CtxFree> ctx(EVP_MD_CTX_new());
+  if (!ctx || EVP_DigestInit_ex(ctx.get(), Sha256Md(), nullptr) != 1) {
+    return Error::Io("hash file", "cannot initialise SHA-256");
+  }
+  std::vector<char> buffer(1 << 16);
+  std::uint64_t remaining = range.length;
+  while (remaining > 0) {
+    const std::size_t want =
+        static_cast<std::size_t>(std::min<std::uint64_t>(remaining, buffer.size()));
+    const std::size_t got = std::fread(buffer.data(), 1, want, file.get());
+    if (got == 0) {
+      return Error::Io("hash file", range.path + " ended " + std::to_string(remaining) +
+                                        " bytes before the end of the requested range");
+    }
+    EVP_DigestUpdate(ctx.get(), buffer.data(), got);
+    remaining -= got;
+  }
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int length = 0;
+  EVP_DigestFinal_ex(ctx.get(), digest, &length);
+  return HexEncode(std::string_view(reinterpret_cast<const char*>(digest), length));
+}
+
+std::string HmacSha256(std::string_view key, std::string_view data) {
+  // One HMAC context per thread with its digest set once: HMAC() would fetch the MAC and the digest
+  // by name on every call, which costs more than hashing a canonical request.
+  struct CtxFree {
+    void operator()(EVP_MAC_CTX* c) const { EVP_MAC_CTX_free(c); }
+  };
+  static EVP_MAC* const mac = EVP_MAC_fetch(nullptr, "HMAC", nullptr);
+  thread_local std::unique_ptr<EVP_MAC_CTX, CtxFree> ctx = [] {
+    std::unique_ptr<EVP_MAC_CTX, CtxFree> c(mac != nullptr ? EVP_MAC_CTX_new(mac) : nullptr);
+    char digest[] = "SHA256";
+    const OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string("digest", digest, 0),
+                                 OSSL_PARAM_construct_end()};
+    if (c && EVP_MAC_CTX_set_params(c.get(), params) != 1) c.reset();
+    return c;
+  }();
+  unsigned char out[EVP_MAX_MD_SIZE];
+  std::size_t length = 0;
+  // An empty key must still be a valid (non-null) pointer for EVP_MAC_init to set it.
+  static const unsigned char kNoKey = 0;
+  const auto* key_bytes =
+      key.empty() ? &kNoKey : reinterpret_cast<const unsigned char*>(key.data());
+  if (!ctx || EVP_MAC_init(ctx.get(), key_bytes, key.size(), nullptr) != 1 ||
+      EVP_MAC_update(ctx.get(), reinterpret_cast<const unsigned char*>(data.data()), data.size()) !=
+          1 ||
+      EVP_MAC_final(ctx.get(), out, &length, sizeof(out)) != 1) {
+    // Only a broken OpenSSL installation gets here; fall back to the one-shot API.
+    unsigned int fallback_length = 0;
+    HMAC(Sha256Md(), key.data(), static_cast<int>(key.size()),
+         reinterpret_cast<const unsigned char*>(data.data()), data.size(), out, &fallback_length);
+    length = fallback_length;
+  }
+  return std::string(reinterpret_cast<const char*>(out), length);
+}
+
+std::string HexEncode(std::string_view bytes) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out(bytes.size() * 2, '\0');
+  for (std::size_t i = 0; i < bytes.size(); ++i) {
+    const auto b = static_cast<unsigned char>(bytes[i]);
+    out[2 * i] = kHex[b >> 4];
+    out[2 * i + 1] = kHex[b & 0x0F];
+  }
+  return out;
+}
+
+std::string FormatAmzDate(Clock::WallTime time) {
+  using namespace std::chrono;
+  const auto seconds = floor<std::chrono::seconds>(time);
+  const auto day = floor<days>(seconds);
+  const year_month_day ymd(day);
+  const hh_mm_ss hms(seconds - day);
+  char buffer[32];
+  std::snprintf(buffer, sizeof(buffer), "%04d%02u%02uT%02d%02d%02dZ", static_cast<int>(ymd.year()),
+                static_cast<unsigned>(ymd.month()), static_cast<unsigned>(ymd.day()),
+                static_cast<int>(hms.hours().count()), static_cast<int>(hms.minutes().count()),
+                static_cast<int>(hms.seconds().count()));
+  return buffer;
+}
+
+}  // namespace spotgrid

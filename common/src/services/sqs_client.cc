@@ -1,0 +1,579 @@
+#include "spotgrid/services/sqs_client.h"
+
+#include <algorithm>
+#include <atomic>
+#include <charconv>
+#include <mutex>
+#include <thread>
+#include <utility>
+
+#include "services/json_writer.h"
+#include "spotgrid/aws/json_protocol.h"
+#include "spotgrid/aws/service.h"
+
+namespace spotgrid {
+namespace {
+
+using nlohmann::json;
+
+constexpr std::string_view kTargetPrefix = "AmazonSQS";
+constexpr std::size_t kMaxBatchEntries = 10;
+
+Error MalformedResponse(std::string_view operation, std::string_view what) {
+  Error error;
+  error.category = ErrorCategory::kTransient;
+  error.service = "SQS";
+  error.operation = std::string(operation);
+  error.code = "MalformedResponse";
+  error.message = std::string(what);
+  return error;
+}
+
+// CallJson, with any nlohmann exception (e.g. a body that is not valid UTF-8 cannot be
+// serialised) turned into an Error so none crosses this module's boundary.
+Result<json> Call(AwsClient& client, std::string_view operation, const json& body) {
+  try {
+    return CallJson(client, kTargetPrefix, operation, body);
+  } catch (const json::exception& e) {
+    return Error::InvalidInput(std::string("SQS ") + std::string(operation) + ": " + e.what());
+  }
+}
+
+// CallJson's job for a body that is already encoded: the batch paths write their bodies
+// directly (json_writer.h), and a long poll needs its own HTTP timeout.
+Result<json> CallEncoded(AwsClient& client, std::string_view operation, std::string body,
+                         std::chrono::milliseconds timeout = std::chrono::milliseconds(0)) {
+  AwsRequest request;
+  request.operation = std::string(operation);
+  request.headers = {{"content-type", "application/x-amz-json-1.0"},
+                     {"x-amz-target", std::string(kTargetPrefix) + "." + request.operation}};
+  request.body = std::move(body);
+  request.timeout = timeout;
+  auto response = client.Send(request);
+  if (!response.ok()) return response.error();
+  if (response->body.empty()) return json::object();
+  json doc = json::parse(response->body, nullptr, /*allow_exceptions=*/false);
+  if (!doc.is_object()) {
+    Error error = MalformedResponse(operation, "response body is not a JSON object");
+    error.http_status = response->status;
+    if (auto id = response->Header("x-amzn-requestid")) error.request_id = *id;
+    return error;
+  }
+  return doc;
+}
+
+Error NotUtf8(std::string_view operation) {
+  Error error = Error::InvalidInput("entry is not valid UTF-8");
+  error.service = "SQS";
+  error.operation = std::string(operation);
+  return error;
+}
+
+std::string StringOrDump(const json& value) {
+  return value.is_string() ? value.get<std::string>() : value.dump();
+}
+
+std::string GetString(const json& object, const char* key) {
+  auto it = object.find(key);
+  if (it == object.end() || !it->is_string()) return {};
+  return it->get<std::string>();
+}
+
+// Runs fn(0..n-1) on up to `concurrency` threads; returns when all are done.
+template <typename Fn>
+void ParallelFor(std::size_t n, int concurrency, Fn&& fn) {
+  std::size_t threads =
+      std::min<std::size_t>(n, static_cast<std::size_t>(std::max(1, concurrency)));
+  if (threads <= 1) {
+    for (std::size_t i = 0; i < n; ++i) fn(i);
+    return;
+  }
+  std::atomic<std::size_t> next{0};
+  auto worker = [&] {
+    for (std::size_t i = next++; i < n; i = next++) fn(i);
+  };
+  std::vector<std::jthread> pool;
+  pool.reserve(threads - 1);
+  for (std::size_t t = 1; t < threads; ++t) pool.emplace_back(worker);
+  worker();
+}
+
+std::size_t ParseBatchId(const json& entry, std::size_t limit) {
+  std::string id = GetString(entry, "Id");
+  std::size_t value = limit;
+  auto [ptr, ec] = std::from_chars(id.data(), id.data() + id.size(), value);
+  if (ec != std::errc() || ptr != id.data() + id.size() || value >= limit) return limit;
+  return value;
+}
+
+// One batch call of `operation` over entries `indices` (positions in the caller's vector),
+// with the entry-level retry: entries SQS reports as failed with SenderFault=false are sent
+// again, alone, after Backoff(round), up to `max_retries` times. `encode(indices)` builds the
+// body with Ids "0".."k-1" (false: an entry is not valid UTF-8); `on_success(index, entry)` sees
+// each Successful entry. `abort` is raised by a non-retryable whole-request error (e.g. no such
+// queue) so the other batches of the call stop sending; their entries then fail with that error.
+class BatchRunner {
+ public:
+  BatchRunner(AwsClient& client, std::string_view operation, int max_retries)
+      : client_(client), operation_(operation), max_retries_(max_retries) {}
+
+  template <typename Encode, typename OnSuccess>
+  void Run(std::vector<std::size_t> pending, Encode&& encode, OnSuccess&& on_success) {
+    std::vector<BatchEntryFailure> failed;
+    for (int round = 0; !pending.empty(); ++round) {
+      if (aborted_.load()) {
+        FailAll(pending, AbortError(), failed);
+        break;
+      }
+      std::string body;
+      if (!encode(pending, body)) {
+        // Some entry cannot be encoded: fail just those, send the rest.
+        std::vector<std::size_t> good;
+        for (std::size_t index : pending) {
+          std::string one;
+          if (encode(std::vector<std::size_t>{index}, one)) {
+            good.push_back(index);
+          } else {
+            failed.push_back({index, true, NotUtf8(operation_)});
+          }
+        }
+        pending = std::move(good);
+        body.clear();
+        if (pending.empty() || !encode(pending, body)) break;
+      }
+      Result<json> response = CallEncoded(client_, operation_, std::move(body));
+      if (!response.ok()) {
+        if (!response.error().IsRetryable()) Abort(response.error());
+        FailAll(pending, response.error(), failed);
+        break;
+      }
+      std::vector<std::size_t> retry;
+      std::vector<bool> answered(pending.size(), false);
+      try {
+        if (auto it = response->find("Successful"); it != response->end() && it->is_array()) {
+          for (const json& entry : *it) {
+            std::size_t pos = ParseBatchId(entry, pending.size());
+            if (pos == pending.size()) continue;
+            answered[pos] = true;
+            on_success(pending[pos], entry);
+          }
+        }
+        if (auto it = response->find("Failed"); it != response->end() && it->is_array()) {
+          for (const json& entry : *it) {
+            std::size_t pos = ParseBatchId(entry, pending.size());
+            if (pos == pending.size()) continue;
+            answered[pos] = true;
+            bool sender_fault = entry.value("SenderFault", true);
+            if (!sender_fault && round < max_retries_) {
+              retry.push_back(pending[pos]);
+              continue;
+            }
+            Error error;
+            error.category = sender_fault ? ErrorCategory::kClient : ErrorCategory::kTransient;
+            error.service = "SQS";
+            error.operation = std::string(operation_);
+            error.http_status = 200;
+            error.code = GetString(entry, "Code");
+            error.message = GetString(entry, "Message");
+            failed.push_back({pending[pos], sender_fault, std::move(error)});
+          }
+        }
+      } catch (const json::exception& e) {
+        FailAll(pending, MalformedResponse(operation_, e.what()), failed);
+        break;
+      }
+      for (std::size_t pos = 0; pos < pending.size(); ++pos) {
+        if (!answered[pos]) {
+          failed.push_back({pending[pos], false,
+                            MalformedResponse(operation_, "entry missing from the response")});
+        }
+      }
+      if (!retry.empty()) {
+        client_.context().clock().SleepFor(client_.context().retry().Backoff(round + 1));
+      }
+      pending = std::move(retry);
+    }
+    if (!failed.empty()) {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (auto& f : failed) failed_.push_back(std::move(f));
+    }
+  }
+
+  std::vector<BatchEntryFailure> TakeFailures() {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::sort(failed_.begin(), failed_.end(),
+              [](const auto& a, const auto& b) { return a.index < b.index; });
+    return std::move(failed_);
+  }
+
+ private:
+  void Abort(const Error& error) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!aborted_.load()) abort_error_ = error;
+    aborted_.store(true);
+  }
+  Error AbortError() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return abort_error_;
+  }
+  static void FailAll(const std::vector<std::size_t>& pending, const Error& error,
+                      std::vector<BatchEntryFailure>& failed) {
+    for (std::size_t index : pending) failed.push_back({index, !error.IsRetryable(), error});
+  }
+
+  AwsClient& client_;
+  std::string_view operation_;
+  int max_retries_;
+  std::atomic<bool> aborted_{false};
+  std::mutex mu_;
+  Error abort_error_;
+  std::vector<BatchEntryFailure> failed_;
+};
+
+std::vector<std::vector<std::size_t>> FixedBatches(std::size_t n) {
+  std::vector<std::vector<std::size_t>> batches;
+  for (std::size_t begin = 0; begin < n; begin += kMaxBatchEntries) {
+    std::vector<std::size_t>& batch = batches.emplace_back();
+    for (std::size_t i = begin; i < std::min(n, begin + kMaxBatchEntries); ++i) batch.push_back(i);
+  }
+  return batches;
+}
+
+bool AppendSendEntry(std::string& out, std::size_t id, const SendEntry& entry) {
+  out += "{\"Id\":\"";
+  out += std::to_string(id);
+  out += "\",\"MessageBody\":";
+  if (!json_writer::AppendString(out, entry.body)) return false;
+  if (entry.delay_seconds) {
+    out += ",\"DelaySeconds\":";
+    out += std::to_string(*entry.delay_seconds);
+  }
+  if (!entry.message_group_id.empty()) {
+    out += ",\"MessageGroupId\":";
+    if (!json_writer::AppendString(out, entry.message_group_id)) return false;
+  }
+  if (!entry.message_deduplication_id.empty()) {
+    out += ",\"MessageDeduplicationId\":";
+    if (!json_writer::AppendString(out, entry.message_deduplication_id)) return false;
+  }
+  out.push_back('}');
+  return true;
+}
+
+// {"QueueUrl":..,"Entries":[append(out, 0), append(out, 1), ...]}
+template <typename AppendEntry>
+bool AppendBatch(std::string& out, const std::string& queue_url, std::size_t count,
+                 AppendEntry&& append_entry) {
+  out += "{\"QueueUrl\":";
+  if (!json_writer::AppendString(out, queue_url)) return false;
+  out += ",\"Entries\":[";
+  for (std::size_t k = 0; k < count; ++k) {
+    if (k > 0) out.push_back(',');
+    if (!append_entry(out, k)) return false;
+  }
+  out += "]}";
+  return true;
+}
+
+bool AppendHandleEntry(std::string& out, std::size_t id, const std::string& receipt_handle,
+                       const int* visibility_timeout) {
+  out += "{\"Id\":\"";
+  out += std::to_string(id);
+  out += "\",\"ReceiptHandle\":";
+  if (!json_writer::AppendString(out, receipt_handle)) return false;
+  if (visibility_timeout != nullptr) {
+    out += ",\"VisibilityTimeout\":";
+    out += std::to_string(*visibility_timeout);
+  }
+  out.push_back('}');
+  return true;
+}
+
+Result<SqsMessage> ParseMessage(const json& m) {
+  SqsMessage message;
+  message.id = GetString(m, "MessageId");
+  message.receipt_handle = GetString(m, "ReceiptHandle");
+  message.body = GetString(m, "Body");
+  message.md5_of_body = GetString(m, "MD5OfBody");
+  if (auto it = m.find("Attributes"); it != m.end() && it->is_object()) {
+    for (const auto& [name, value] : it->items()) message.attributes[name] = StringOrDump(value);
+  }
+  return message;
+}
+
+}  // namespace
+
+std::string RedrivePolicy::ToAttributeValue() const {
+  return json{{"deadLetterTargetArn", dead_letter_arn}, {"maxReceiveCount", max_receive_count}}
+      .dump();
+}
+
+Result<RedrivePolicy> RedrivePolicy::FromAttributeValue(std::string_view value) {
+  json doc = json::parse(value, nullptr, /*allow_exceptions=*/false);
+  if (!doc.is_object()) return Error::InvalidInput("RedrivePolicy is not a JSON object");
+  RedrivePolicy policy;
+  policy.dead_letter_arn = GetString(doc, "deadLetterTargetArn");
+  auto count = doc.find("maxReceiveCount");
+  if (policy.dead_letter_arn.empty() || count == doc.end()) {
+    return Error::InvalidInput("RedrivePolicy lacks deadLetterTargetArn or maxReceiveCount");
+  }
+  if (count->is_number_integer()) {
+    policy.max_receive_count = count->get<int>();
+  } else if (count->is_string()) {
+    const std::string& s = count->get_ref<const std::string&>();
+    auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), policy.max_receive_count);
+    if (ec != std::errc() || ptr != s.data() + s.size()) {
+      return Error::InvalidInput("RedrivePolicy maxReceiveCount is not a number: " + s);
+    }
+  } else {
+    return Error::InvalidInput("RedrivePolicy maxReceiveCount is not a number");
+  }
+  return policy;
+}
+
+int SqsMessage::ReceiveCount() const {
+  auto it = attributes.find("ApproximateReceiveCount");
+  if (it == attributes.end()) return 0;
+  int count = 0;
+  std::from_chars(it->second.data(), it->second.data() + it->second.size(), count);
+  return count;
+}
+
+json EncodeCreateQueue(const CreateQueueRequest& request) {
+  json body = {{"QueueName", request.name}};
+  json attributes = json::object();
+  for (const auto& [name, value] : request.attributes) attributes[name] = value;
+  if (request.redrive_policy)
+    attributes["RedrivePolicy"] = request.redrive_policy->ToAttributeValue();
+  if (!attributes.empty()) body["Attributes"] = std::move(attributes);
+  if (!request.tags.empty()) body["tags"] = request.tags;  // lower-case in the model
+  return body;
+}
+
+Result<std::string> EncodeSendMessageBatch(const std::string& queue_url,
+                                           std::span<const SendEntry> entries) {
+  std::string out;
+  std::size_t bytes = 64 + queue_url.size();
+  for (const SendEntry& entry : entries) bytes += entry.body.size() + 48;
+  out.reserve(bytes);
+  if (!AppendBatch(out, queue_url, entries.size(), [&](std::string& o, std::size_t k) {
+        return AppendSendEntry(o, k, entries[k]);
+      })) {
+    return NotUtf8("SendMessageBatch");
+  }
+  return out;
+}
+
+json EncodeReceiveMessage(const std::string& queue_url, const ReceiveRequest& request) {
+  json body = {{"QueueUrl", queue_url},
+               {"MaxNumberOfMessages", request.max_messages},
+               {"WaitTimeSeconds", request.wait_seconds}};
+  if (request.visibility_timeout) body["VisibilityTimeout"] = *request.visibility_timeout;
+  if (!request.system_attribute_names.empty()) {
+    body["MessageSystemAttributeNames"] = request.system_attribute_names;
+    // The deprecated name of the same member: SQS still honours it, and older SQS-compatible
+    // servers know only this one.
+    body["AttributeNames"] = request.system_attribute_names;
+  }
+  return body;
+}
+
+Result<std::string> EncodeDeleteMessageBatch(const std::string& queue_url,
+                                             std::span<const std::string> receipt_handles) {
+  std::string out;
+  if (!AppendBatch(out, queue_url, receipt_handles.size(), [&](std::string& o, std::size_t k) {
+        return AppendHandleEntry(o, k, receipt_handles[k], nullptr);
+      })) {
+    return NotUtf8("DeleteMessageBatch");
+  }
+  return out;
+}
+
+Result<std::string> EncodeChangeMessageVisibilityBatch(const std::string& queue_url,
+                                                       std::span<const VisibilityEntry> entries) {
+  std::string out;
+  if (!AppendBatch(out, queue_url, entries.size(), [&](std::string& o, std::size_t k) {
+        return AppendHandleEntry(o, k, entries[k].receipt_handle, &entries[k].visibility_timeout);
+      })) {
+    return NotUtf8("ChangeMessageVisibilityBatch");
+  }
+  return out;
+}
+
+std::size_t SendEntryPayloadBytes(const SendEntry& entry) { return entry.body.size(); }
+
+std::vector<std::pair<std::size_t, std::size_t>> SplitSendBatches(
+    std::span<const SendEntry> entries, std::size_t max_payload_bytes) {
+  std::vector<std::pair<std::size_t, std::size_t>> batches;
+  std::size_t begin = 0, bytes = 0;
+  for (std::size_t i = 0; i < entries.size(); ++i) {
+    std::size_t size = SendEntryPayloadBytes(entries[i]);
+    bool full = i - begin == kMaxBatchEntries || (i > begin && bytes + size > max_payload_bytes);
+    if (full) {
+      batches.emplace_back(begin, i);
+      begin = i;
+      bytes = 0;
+    }
+    bytes += size;
+  }
+  if (begin < entries.size()) batches.emplace_back(begin, entries.size());
+  return batches;
+}
+
+Result<std::shared_ptr<SqsClient>> SqsClient::Create(std::shared_ptr<AwsContext> context,
+                                                     SqsClientOptions options) {
+  auto client = AwsClient::Create(std::move(context), kSqsService);
+  if (!client.ok()) return client.error();
+  return std::make_shared<SqsClient>(std::move(client.value()), options);
+}
+
+SqsClient::SqsClient(std::shared_ptr<AwsClient> client, SqsClientOptions options)
+    : client_(std::move(client)), options_(options) {}
+
+Result<std::string> SqsClient::CreateQueue(const CreateQueueRequest& request) {
+  auto response = Call(*client_, "CreateQueue", EncodeCreateQueue(request));
+  if (!response.ok()) return response.error();
+  std::string url = GetString(*response, "QueueUrl");
+  if (url.empty()) return MalformedResponse("CreateQueue", "no QueueUrl in the response");
+  return url;
+}
+
+Result<std::string> SqsClient::GetQueueUrl(const std::string& name) {
+  auto response = Call(*client_, "GetQueueUrl", json{{"QueueName", name}});
+  if (!response.ok()) return response.error();
+  std::string url = GetString(*response, "QueueUrl");
+  if (url.empty()) return MalformedResponse("GetQueueUrl", "no QueueUrl in the response");
+  return url;
+}
+
+Result<std::map<std::string, std::string>> SqsClient::GetQueueAttributes(
+    const std::string& queue_url, const std::vector<std::string>& names) {
+  auto response = Call(*client_, "GetQueueAttributes",
+                       json{{"QueueUrl", queue_url}, {"AttributeNames", names}});
+  if (!response.ok()) return response.error();
+  std::map<std::string, std::string> attributes;
+  if (auto it = response->find("Attributes"); it != response->end() && it->is_object()) {
+    for (const auto& [name, value] : it->items()) attributes[name] = StringOrDump(value);
+  }
+  return attributes;
+}
+
+Status SqsClient::DeleteQueue(const std::string& queue_url) {
+  return Call(*client_, "DeleteQueue", json{{"QueueUrl", queue_url}}).status();
+}
+
+Result<SendMessageBatchResult> SqsClient::SendMessageBatch(const std::string& queue_url,
+                                                           std::span<const SendEntry> entries) {
+  SendMessageBatchResult result;
+  result.message_ids.resize(entries.size());
+  auto batches = SplitSendBatches(entries, options_.max_batch_payload_bytes);
+  BatchRunner runner(*client_, "SendMessageBatch", options_.max_entry_retries);
+  ParallelFor(batches.size(), options_.batch_concurrency, [&](std::size_t b) {
+    std::vector<std::size_t> indices;
+    for (std::size_t i = batches[b].first; i < batches[b].second; ++i) indices.push_back(i);
+    runner.Run(
+        std::move(indices),
+        [&](const std::vector<std::size_t>& pending, std::string& out) {
+          std::size_t bytes = 64 + queue_url.size();
+          for (std::size_t index : pending) bytes += entries[index].body.size() + 48;
+          out.reserve(bytes);
+          return AppendBatch(out, queue_url, pending.size(), [&](std::string& o, std::size_t k) {
+            return AppendSendEntry(o, k, entries[pending[k]]);
+          });
+        },
+        [&](std::size_t index, const json& entry) {
+          result.message_ids[index] = GetString(entry, "MessageId");
+        });
+  });
+  result.failed = runner.TakeFailures();
+  return result;
+}
+
+Result<std::vector<SqsMessage>> SqsClient::ReceiveMessage(const std::string& queue_url,
+                                                          const ReceiveRequest& request) {
+  if (request.wait_seconds < 0 || request.wait_seconds > 20) {
+    return Error::InvalidInput("ReceiveMessage wait_seconds must be 0..20");
+  }
+  if (request.max_messages < 1 || request.max_messages > 10) {
+    return Error::InvalidInput("ReceiveMessage max_messages must be 1..10");
+  }
+  std::string body;
+  try {
+    body = EncodeReceiveMessage(queue_url, request).dump();
+  } catch (const json::exception& e) {
+    return Error::InvalidInput(std::string("SQS ReceiveMessage: ") + e.what());
+  }
+  // The HTTP timeout of a long poll must be above its wait.
+  auto response =
+      CallEncoded(*client_, "ReceiveMessage", std::move(body),
+                  std::chrono::seconds(request.wait_seconds) + options_.long_poll_timeout_margin);
+  if (!response.ok()) return response.error();
+  std::vector<SqsMessage> messages;
+  const json& doc = *response;
+  auto it = doc.find("Messages");  // absent when nothing arrived
+  if (it == doc.end() || !it->is_array()) return messages;
+  messages.reserve(it->size());
+  for (const json& m : *it) {
+    auto message = ParseMessage(m);
+    if (!message.ok()) return message.error();
+    messages.push_back(std::move(message.value()));
+  }
+  return messages;
+}
+
+Status SqsClient::DeleteMessage(const std::string& queue_url, const std::string& receipt_handle) {
+  return Call(*client_, "DeleteMessage",
+              json{{"QueueUrl", queue_url}, {"ReceiptHandle", receipt_handle}})
+      .status();
+}
+
+Result<BatchResult> SqsClient::DeleteMessageBatch(const std::string& queue_url,
+                                                  std::span<const std::string> receipt_handles) {
+  auto batches = FixedBatches(receipt_handles.size());
+  BatchRunner runner(*client_, "DeleteMessageBatch", options_.max_entry_retries);
+  ParallelFor(batches.size(), options_.batch_concurrency, [&](std::size_t b) {
+    runner.Run(
+        batches[b],
+        [&](const std::vector<std::size_t>& pending, std::string& out) {
+          return AppendBatch(out, queue_url, pending.size(), [&](std::string& o, std::size_t k) {
+            return AppendHandleEntry(o, k, receipt_handles[pending[k]], nullptr);
+          });
+        },
+        [](std::size_t, const json&) {});
+  });
+  return BatchResult{runner.TakeFailures()};
+}
+
+Status SqsClient::ChangeMessageVisibility(const std::string& queue_url,
+                                          const std::string& receipt_handle,
+                                          int visibility_timeout) {
+  return Call(*client_, "ChangeMessageVisibility",
+              json{{"QueueUrl", queue_url},
+                   {"ReceiptHandle", receipt_handle},
+                   {"VisibilityTimeout", visibility_timeout}})
+      .status();
+}
+
+Result<BatchResult> SqsClient::ChangeMessageVisibilityBatch(
+    const std::string& queue_url, std::span<const VisibilityEntry> entries) {
+  auto batches = FixedBatches(entries.size());
+  BatchRunner runner(*client_, "ChangeMessageVisibilityBatch", options_.max_entry_retries);
+  ParallelFor(batches.size(), options_.batch_concurrency, [&](std::size_t b) {
+    runner.Run(
+        batches[b],
+        [&](const std::vector<std::size_t>& pending, std::string& out) {
+          return AppendBatch(out, queue_url, pending.size(), [&](std::string& o, std::size_t k) {
+            const VisibilityEntry& entry = entries[pending[k]];
+            return AppendHandleEntry(o, k, entry.receipt_handle, &entry.visibility_timeout);
+          });
+        },
+        [](std::size_t, const json&) {});
+  });
+  return BatchResult{runner.TakeFailures()};
+}
+
+Status SqsClient::PurgeQueue(const std::string& queue_url) {
+  return Call(*client_, "PurgeQueue", json{{"QueueUrl", queue_url}}).status();
+}
+
+}  // namespace spotgrid

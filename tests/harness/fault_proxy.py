@@ -1,0 +1,465 @@
+#!/usr/bin/python3
+"""A fault-injecting HTTP reverse proxy in front of one upstream (an emulator).
+
+Tests that prove the client core's retries start their own proxy, point a client at it and
+tell it which faults to inject, so parallel tests never share rules:
+
+    fault_proxy.py --upstream http://127.0.0.1:N --port 0 --port-file F
+
+Requests are forwarded unchanged (method, path, headers, body) and so are responses; bodies
+are streamed in chunks in both directions. Only hop-by-hop headers (Connection, Keep-Alive,
+Expect, ...) are handled per connection, as any proxy does. Each client connection gets its
+own upstream connection, so connection reuse by the client stays visible.
+
+Control endpoints (never forwarded, never counted):
+  POST   /__fault__/rules   JSON list of rules, appended to the current list:
+           {"action": "drop" | "delay" | "status",
+            "count": N,                 # how many matching requests it applies to (default 1)
+            "match": "substring",       # of the path or X-Amz-Target; absent/"" = every request
+            "status": 503, "code": "SlowDown", "message": "...",
+            "body_format": "json" | "xml",   # default: json if X-Amz-Target was sent, else xml
+            "delay_ms": 2000,
+            "reset": false}             # drop with a TCP RST instead of a FIN
+         Each proxied request takes the first rule (in list order) that still has a count left
+         and matches; the rule's count goes down by one.
+           drop:   reads the request, then closes the connection without any response.
+           delay:  waits delay_ms, then forwards (not at all if the client hung up meanwhile).
+           status: answers with that status and an AWS-shaped error body for the code.
+  DELETE /__fault__/rules   removes every rule.
+  GET    /__fault__/rules   the current rules with their remaining counts.
+  GET    /__fault__/stats   {"requests": n, "connections": n, "faults": n,
+                             "forwarded": n, "log": [{"method","path","target","fault"}]}
+         requests = proxied requests received; connections = client connections that carried
+         at least one proxied request; faults = rules applied; forwarded = requests that reached
+         the upstream (delays included).
+  POST   /__fault__/reset   clears rules and stats.
+
+Standard library only; run with /usr/bin/python3.
+"""
+
+import argparse
+import http.client
+import json
+import os
+import select
+import socket
+import struct
+import sys
+import threading
+import time
+import urllib.parse
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+CHUNK = 64 * 1024
+CONTROL_PREFIX = "/__fault__/"
+# Per-connection headers a proxy must not pass on (RFC 9110 section 7.6.1), plus Expect: the
+# proxy already answered "100 Continue" to the client and sends the body straight away.
+HOP_BY_HOP = {
+    "connection", "keep-alive", "proxy-connection", "te", "trailer", "upgrade",
+    "proxy-authorization", "proxy-authenticate", "expect",
+}
+
+
+class State:
+    """Rules and counters shared by all connection threads."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.reset()
+
+    def reset(self):
+        self.rules = []
+        self.requests = 0
+        self.connections = 0
+        self.faults = 0
+        self.forwarded = 0
+        self.log = []
+
+    def take_rule(self, method, path, target):
+        """Counts one proxied request and returns the rule to apply to it (a copy) or None."""
+        with self.lock:
+            self.requests += 1
+            chosen = None
+            for rule in self.rules:
+                if rule["remaining"] <= 0:
+                    continue
+                match = rule.get("match") or ""
+                if match and match not in path and match not in target:
+                    continue
+                rule["remaining"] -= 1
+                self.faults += 1
+                chosen = dict(rule)
+                break
+            self.log.append({"method": method, "path": path, "target": target,
+                             "fault": chosen["action"] if chosen else None})
+            return chosen
+
+
+STATE = State()
+
+
+def validate_rule(rule):
+    if not isinstance(rule, dict):
+        raise ValueError("each rule must be a JSON object")
+    action = rule.get("action")
+    if action not in ("drop", "delay", "status"):
+        raise ValueError("action must be drop, delay or status, not %r" % (action,))
+    count = rule.get("count", 1)
+    if not isinstance(count, int) or count < 0:
+        raise ValueError("count must be a non-negative integer")
+    if action == "status":
+        status = rule.get("status", 503)
+        if not isinstance(status, int) or not 100 <= status <= 599:
+            raise ValueError("status must be an HTTP status code")
+    if action == "delay" and not isinstance(rule.get("delay_ms", 0), (int, float)):
+        raise ValueError("delay_ms must be a number")
+    if rule.get("body_format") not in (None, "json", "xml"):
+        raise ValueError("body_format must be json or xml")
+    out = dict(rule)
+    out["count"] = count
+    out["remaining"] = count
+    return out
+
+
+def error_body(rule, has_target, request_id):
+    """The AWS-shaped error body and headers for a "status" rule."""
+    status = rule.get("status", 503)
+    code = rule.get("code") or ("InternalError" if status >= 500 else "BadRequest")
+    message = rule.get("message") or ("Injected by fault_proxy: %s" % code)
+    body_format = rule.get("body_format") or ("json" if has_target else "xml")
+    if body_format == "json":
+        namespace = rule.get("namespace") or "com.amazonaws.faultproxy"
+        body = json.dumps({"__type": "%s#%s" % (namespace, code), "message": message})
+        headers = [("Content-Type", "application/x-amz-json-1.0"),
+                   ("x-amzn-RequestId", request_id)]
+    else:
+        body = ('<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>%s</Code>'
+                '<Message>%s</Message><RequestId>%s</RequestId></Error>'
+                % (xml_escape(code), xml_escape(message), request_id))
+        headers = [("Content-Type", "application/xml"), ("x-amz-request-id", request_id),
+                   ("x-amzn-RequestId", request_id)]
+    return status, body.encode("utf-8"), headers
+
+
+def xml_escape(text):
+    return (text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+            .replace('"', "&quot;"))
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, so client connection reuse is observable
+    server_version = "fault_proxy"
+    upstream = None  # urllib.parse.SplitResult, set in main()
+
+    def setup(self):
+        super().setup()
+        self.upstream_conn = None
+        self.counted_connection = False
+
+    def finish(self):
+        try:
+            super().finish()
+        finally:
+            self.close_upstream()
+
+    def log_message(self, fmt, *args):  # quiet unless --verbose
+        if self.server.verbose:
+            sys.stderr.write("fault_proxy: %s\n" % (fmt % args))
+
+    # Every method goes through the same path.
+    def do_GET(self):
+        self.handle_any()
+
+    do_POST = do_PUT = do_DELETE = do_HEAD = do_PATCH = do_OPTIONS = do_GET
+
+    def handle_any(self):
+        if self.path.startswith(CONTROL_PREFIX):
+            self.handle_control()
+            return
+        self.body_consumed = False
+        target = self.headers.get("X-Amz-Target", "")
+        with STATE.lock:
+            if not self.counted_connection:
+                self.counted_connection = True
+                STATE.connections += 1
+        rule = STATE.take_rule(self.command, self.path, target)
+        action = rule["action"] if rule else None
+        if action == "drop":
+            self.drain_body()
+            self.drop(rule.get("reset", False))
+            return
+        if action == "status":
+            self.drain_body()
+            status, body, headers = error_body(rule, bool(target), str(uuid.uuid4()))
+            self.send_response(status)
+            for name, value in headers:
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+            return
+        if action == "delay":
+            # The body is read first so that during the wait the only thing the client can
+            # still send is its hang-up; a request the client gave up on is not forwarded.
+            body = list(self.request_body_chunks())
+            if self.client_hung_up(rule.get("delay_ms", 0) / 1000.0):
+                self.close_connection = True
+                return
+            self.forward(body)
+            return
+        self.forward(self.request_body_chunks())
+
+    # --- faults -------------------------------------------------------------------------
+
+    def drain_body(self):
+        for _ in self.request_body_chunks():
+            pass
+
+    def drop(self, reset):
+        self.close_connection = True
+        try:
+            self.wfile.flush()
+        except OSError:
+            pass
+        sock = self.connection
+        try:
+            if reset:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            else:
+                sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        sock.close()
+
+    def client_hung_up(self, seconds):
+        """Waits `seconds`; True as soon as the client closes its side."""
+        deadline = time.monotonic() + seconds
+        sock = self.connection
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            readable, _, _ = select.select([sock], [], [], left)
+            if not readable:
+                continue
+            try:
+                peeked = sock.recv(1, socket.MSG_PEEK)
+            except OSError:
+                return True
+            if not peeked:
+                return True
+            # A pipelined next request is waiting: nothing more to learn; sleep it out.
+            time.sleep(max(0.0, deadline - time.monotonic()))
+            return False
+
+    # --- forwarding ---------------------------------------------------------------------
+
+    def request_body_chunks(self):
+        """Yields the request body in chunks as it arrives (Content-Length or chunked)."""
+        if self.body_consumed:
+            return
+        self.body_consumed = True
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            while True:
+                line = self.rfile.readline(65537)
+                size = int(line.split(b";", 1)[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
+                        pass  # trailers
+                    return
+                left = size
+                while left > 0:
+                    data = self.rfile.read(min(CHUNK, left))
+                    if not data:
+                        raise ConnectionError("client closed mid-body")
+                    left -= len(data)
+                    yield data
+                self.rfile.readline(3)
+        else:
+            left = int(self.headers.get("Content-Length") or 0)
+            while left > 0:
+                data = self.rfile.read(min(CHUNK, left))
+                if not data:
+                    raise ConnectionError("client closed mid-body")
+                left -= len(data)
+                yield data
+
+    def open_upstream(self):
+        if self.upstream_conn is None:
+            up = self.upstream
+            self.upstream_conn = http.client.HTTPConnection(up.hostname, up.port or 80,
+                                                            timeout=300)
+        return self.upstream_conn
+
+    def close_upstream(self):
+        if self.upstream_conn is not None:
+            self.upstream_conn.close()
+            self.upstream_conn = None
+
+    def forward(self, body_chunks):
+        chunked_request = "chunked" in self.headers.get("Transfer-Encoding", "").lower()
+        try:
+            conn = self.open_upstream()
+            path = (self.upstream.path.rstrip("/") + self.path) if self.upstream.path else self.path
+            conn.putrequest(self.command, path, skip_host=True, skip_accept_encoding=True)
+            for name, value in self.headers.items():
+                if name.lower() in HOP_BY_HOP:
+                    continue
+                conn.putheader(name, value)
+            conn.endheaders()
+            for data in body_chunks:
+                if chunked_request:
+                    conn.send(b"%x\r\n%s\r\n" % (len(data), data))
+                else:
+                    conn.send(data)
+            if chunked_request:
+                conn.send(b"0\r\n\r\n")
+            with STATE.lock:
+                STATE.forwarded += 1
+            response = conn.getresponse()
+        except (OSError, http.client.HTTPException) as e:
+            self.close_upstream()
+            self.upstream_failed(e)
+            return
+
+        has_length = response.getheader("Content-Length") is not None
+        rechunk = not has_length and self.command != "HEAD" and response.status not in (204, 304)
+        self.send_response_only(response.status, response.reason)
+        for name, value in response.getheaders():
+            lower = name.lower()
+            if lower in HOP_BY_HOP or lower == "transfer-encoding":
+                continue
+            self.send_header(name, value)
+        if rechunk:
+            self.send_header("Transfer-Encoding", "chunked")
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        try:
+            while True:
+                data = response.read(CHUNK) if self.command != "HEAD" else b""
+                if not data:
+                    break
+                if rechunk:
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+                else:
+                    self.wfile.write(data)
+            if rechunk:
+                self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+        except (OSError, http.client.HTTPException):
+            self.close_connection = True
+            self.close_upstream()
+            return
+        if response.will_close:
+            self.close_upstream()
+
+    def upstream_failed(self, e):
+        body = json.dumps({"__type": "FaultProxyUpstreamError", "message": str(e)}).encode()
+        try:
+            self.send_response(502)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        except OSError:
+            self.close_connection = True
+
+    # --- control ------------------------------------------------------------------------
+
+    def handle_control(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        path = self.path.split("?", 1)[0]
+        if path == CONTROL_PREFIX + "rules" and self.command == "POST":
+            try:
+                rules = json.loads(raw.decode("utf-8") or "[]")
+                if isinstance(rules, dict):
+                    rules = [rules]
+                if not isinstance(rules, list):
+                    raise ValueError("expected a JSON list of rules")
+                parsed = [validate_rule(r) for r in rules]
+            except ValueError as e:  # json.JSONDecodeError is a ValueError
+                self.reply_json(400, {"error": str(e)})
+                return
+            with STATE.lock:
+                STATE.rules.extend(parsed)
+                count = len(STATE.rules)
+            self.reply_json(200, {"rules": count})
+        elif path == CONTROL_PREFIX + "rules" and self.command == "DELETE":
+            with STATE.lock:
+                STATE.rules = []
+            self.reply_json(200, {"rules": 0})
+        elif path == CONTROL_PREFIX + "rules" and self.command == "GET":
+            with STATE.lock:
+                rules = [dict(r) for r in STATE.rules]
+            self.reply_json(200, rules)
+        elif path == CONTROL_PREFIX + "stats" and self.command == "GET":
+            with STATE.lock:
+                stats = {"requests": STATE.requests, "connections": STATE.connections,
+                         "faults": STATE.faults, "forwarded": STATE.forwarded,
+                         "log": list(STATE.log)}
+            self.reply_json(200, stats)
+        elif path == CONTROL_PREFIX + "reset" and self.command == "POST":
+            with STATE.lock:
+                STATE.reset()
+            self.reply_json(200, {})
+        else:
+            self.reply_json(404, {"error": "unknown control endpoint %s %s" % (self.command,
+                                                                              path)})
+
+    def reply_json(self, status, value):
+        body = json.dumps(value).encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+    verbose = False
+
+
+def write_port_file(path, port):
+    tmp = "%s.tmp.%d" % (path, os.getpid())
+    with open(tmp, "w") as f:
+        f.write("%d\n" % port)
+    os.replace(tmp, path)  # atomic: readers never see a partial number
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--upstream", required=True, help="http://host:port of the upstream")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--port-file")
+    parser.add_argument("--verbose", action="store_true")
+    args = parser.parse_args()
+
+    upstream = urllib.parse.urlsplit(args.upstream)
+    if upstream.scheme != "http" or not upstream.hostname:
+        parser.error("--upstream must be an http:// URL")
+    Handler.upstream = upstream
+    server = Server((args.host, args.port), Handler)
+    server.verbose = args.verbose
+    port = server.server_address[1]
+    if args.port_file:
+        write_port_file(args.port_file, port)
+    sys.stderr.write("fault_proxy: listening on %s:%d -> %s\n" % (args.host, port, args.upstream))
+    sys.stderr.flush()
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+if __name__ == "__main__":
+    main()
