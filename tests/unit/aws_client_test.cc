@@ -200,6 +200,21 @@ TEST_F(AwsClientTest, RetriesTransientErrorsWithFullJitterBackoffAndResigns) {
   EXPECT_EQ(HeaderOf(requests[2], "x-amz-date"), FormatAmzDate(clock_.Now()));
 }
 
+TEST_F(AwsClientTest, ShutdownCutsARetryBackoffShortWithACancelledError) {
+  Init();
+  transport_->PushResponse(503, "", {{"x-amzn-requestid", "r1"}});
+  StopSource stop;
+  stop.Request();
+  AwsRequest request = JsonRequest();
+  request.stop = &stop;
+  Result<HttpResponse> result = client_->Send(request);
+  ASSERT_FALSE(result.ok());
+  EXPECT_EQ(result.error().category, ErrorCategory::kCancelled);
+  EXPECT_EQ(result.error().service, "SQS");
+  EXPECT_EQ(transport_->request_count(), 1u);  // no second attempt after the stop
+  EXPECT_TRUE(clock_.sleeps().empty());
+}
+
 TEST_F(AwsClientTest, ThrottlingRetriedUpToMaxAttemptsWithinJitterBounds) {
   RetryOptions options;
   options.max_attempts = 5;

@@ -249,6 +249,27 @@ TEST_F(DynamoDbClientTest, ConditionalPutFailureIsClassifiedAndCarriesTheCurrent
   EXPECT_EQ(Body(requests[2])["ConsistentRead"], true);
 }
 
+TEST_F(DynamoDbClientTest, ConditionalFailureUsesTheItemReturnedWithTheErrorWithoutReading) {
+  json current = Item(1);
+  current["owner"] = ddb::S("worker-b");
+  transport_->PushResponse(
+      400, json{{"__type", "com.amazonaws.dynamodb.v20120810#ConditionalCheckFailedException"},
+                {"message", "The conditional request failed"},
+                {"Item", current}}
+               .dump());
+  WriteOptions options;
+  options.condition_expression = "attribute_not_exists(pk)";
+  options.return_current_on_condition_failure = true;
+
+  WriteResult result = client_->PutItem("t", Item(1), options);
+
+  ASSERT_FALSE(result.ok());
+  EXPECT_TRUE(result.error().IsConditionFailed());
+  ASSERT_TRUE(result.current_item.has_value());
+  EXPECT_EQ(*result.current_item, current);
+  EXPECT_EQ(transport_->request_count(), 1u);  // the item came with the error: no GetItem
+}
+
 TEST_F(DynamoDbClientTest, ConditionalDeleteFailureWithoutAskingForItemSendsNothingElse) {
   transport_->PushResponse(
       400,

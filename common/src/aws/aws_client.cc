@@ -133,6 +133,7 @@ Error ParseAwsError(const ServiceInfo& service, const std::string& operation,
   }
 
   std::string_view body = TrimView(response.body);
+  if (body.size() <= 64 * 1024) e.response_body = std::string(body);
   bool parsed = false;
   if (!body.empty() && body.front() == '{') {
     nlohmann::json doc = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
@@ -333,7 +334,9 @@ Result<HttpResponse> AwsClient::Send(const AwsRequest& request) {
     Logger().debug("{} {} attempt {} failed with {} (HTTP {}, request id {}); retrying in {} ms",
                    service_name, request.operation, attempt, error.code, error.http_status,
                    error.request_id, delay.count());
-    if (delay.count() > 0) context_->clock().SleepFor(delay);
+    if (delay.count() > 0 && !context_->clock().SleepFor(delay, request.stop)) {
+      return fail(Error::Cancelled(request.operation));
+    }
   }
 }
 

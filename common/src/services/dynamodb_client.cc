@@ -431,8 +431,17 @@ WriteResult DynamoDbClient::Write(std::string_view operation, const std::string&
   if (!response.error().IsConditionFailed() || !options.return_current_on_condition_failure) {
     return result;
   }
-  // The error response carries no item where ReturnValuesOnConditionCheckFailure is not
-  // supported, so read the item as it now is.
+  // DynamoDB returns the item with the error; where an implementation predates
+  // ReturnValuesOnConditionCheckFailure the error carries none, so read the item as it now is.
+  if (!result.status.error().response_body.empty()) {
+    json doc = json::parse(result.status.error().response_body, nullptr, false);
+    if (doc.is_object()) {
+      if (auto it = doc.find("Item"); it != doc.end() && it->is_object()) {
+        result.current_item = std::move(*it);
+        return result;
+      }
+    }
+  }
   json derived_key;
   if (key == nullptr) {
     auto names = KeyNames(table);

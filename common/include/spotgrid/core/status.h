@@ -37,6 +37,10 @@ struct Error {
                            // code ("ConnectionFailed", "Timeout", "TlsError")
   std::string message;
   std::string request_id;
+  // The service's error document as received (at most 64 KiB), for callers that need more
+  // than code and message, e.g. the item DynamoDB returns with a failed condition. Never
+  // logged and not part of ToString().
+  std::string response_body;
 
   // One line for logs and CLI output, e.g.
   // "DynamoDB UpdateItem failed: HTTP 400 ConditionalCheckFailedException: The conditional
