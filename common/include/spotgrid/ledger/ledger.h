@@ -1,0 +1,115 @@
+// The ledger: the stack's DynamoDB table and the only source of truth about jobs and units.
+//
+// Every state change is a conditional write naming the state and attempt it expects, so a
+// stale writer fails with an Error whose IsConditionFailed() is true and changes nothing.
+// Counted transitions follow the two-write intent protocol of docs/ledger.md, so a unit is
+// counted exactly once even when a writer dies between the writes.
+//
+// Thread-safety: implementations are safe to call from any number of threads.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "spotgrid/core/status.h"
+#include "spotgrid/ledger/types.h"
+
+namespace spotgrid {
+
+class DynamoDb;
+
+struct PutUnitsProgress {
+  std::int64_t written = 0;  // units written so far
+};
+
+struct RepairReport {
+  int intents_settled = 0;   // intents whose transition had happened: count kept
+  int intents_reverted = 0;  // intents whose transition never happened: count undone
+  int intents_pending = 0;   // intents whose writer may still be alive: left alone
+};
+
+class Ledger {
+ public:
+  virtual ~Ledger() = default;
+
+  // --- stack -------------------------------------------------------------------------
+  // Creates the table (and its index) if missing and waits until it is ACTIVE.
+  virtual Status EnsureTable(std::chrono::milliseconds timeout) = 0;
+  virtual Status PutStack(const StackInfo& stack) = 0;
+  // nullopt when the table exists but holds no stack item; kNotFound when no table.
+  virtual Result<std::optional<StackInfo>> GetStack() = 0;
+
+  // --- jobs --------------------------------------------------------------------------
+  // Creates the job item (enqueue_state WRITING); false if a job with this id existed.
+  virtual Result<bool> CreateJob(const JobSpec& spec) = 0;
+  virtual Result<std::optional<JobRecord>> GetJob(const std::string& job) = 0;
+  virtual Result<std::vector<JobRecord>> ListJobs() = 0;
+  // Records enqueue progress: messages sent for units [0, sent_through); `done` marks the
+  // enqueue complete. Also raises `total` when a rerun added units.
+  virtual Status SetEnqueueProgress(const std::string& job, std::int64_t sent_through,
+                                    std::int64_t total, bool done) = 0;
+  // Live counts: stored counters + the RUNNING partition size; queued derived.
+  virtual Result<JobCounts> Counts(const std::string& job) = 0;
+
+  // --- units -------------------------------------------------------------------------
+  // unit id -> content_sha256 of every unit of the job (paginated Query, keys + hash only).
+  virtual Result<std::map<std::string, std::string>> UnitHashes(const std::string& job) = 0;
+  // Writes new QUEUED unit items with BatchWriteItem (several batches in flight, unprocessed
+  // items retried). Only for units that do not exist yet: BatchWriteItem overwrites.
+  virtual Status PutNewUnits(const std::string& job, const std::vector<UnitSpec>& units,
+                             const std::function<void(std::int64_t written)>& on_progress) = 0;
+  // Replaces a unit's rows while it is QUEUED, FAILED or CANCELLED (enqueue --replace);
+  // a RUNNING or SUCCEEDED unit is refused (condition failure).
+  virtual Status ReplaceUnit(const std::string& job, const UnitSpec& unit) = 0;
+  virtual Result<std::optional<UnitRecord>> GetUnit(const std::string& job,
+                                                    const std::string& unit) = 0;
+  // Every unit of the job, or only those in `state` (by_state index), page by page; the
+  // callback returns false to stop.
+  virtual Status ListUnits(const std::string& job, std::optional<UnitState> state,
+                           const std::function<bool(const std::vector<UnitRecord>&)>& on_page) = 0;
+  // Newest first, at most `limit` (latest failures, running units).
+  virtual Result<std::vector<UnitRecord>> RecentInState(const std::string& job, UnitState state,
+                                                        int limit) = 0;
+  // Units that entered `state` at or after `since` (completion rate).
+  virtual Result<std::int64_t> CountEnteredSince(const std::string& job, UnitState state,
+                                                 Clock::WallTime since) = 0;
+
+  // --- transitions the controller makes (the agent's come with the agent) ---------------
+  // QUEUED -> CANCELLED for every queued unit; RUNNING units get `cancel_requested` so their
+  // agent stops them at its next heartbeat. Returns how many were cancelled.
+  virtual Result<std::int64_t> CancelJob(const std::string& job) = 0;
+  // FAILED | CANCELLED -> QUEUED (failures reset to 0). kConditionFailed if in another state.
+  virtual Status RetryUnit(const std::string& job, const std::string& unit) = 0;
+
+  // --- repair --------------------------------------------------------------------------
+  // Settles counting intents left by writers that died between the two writes.
+  virtual Result<RepairReport> RepairJob(const std::string& job) = 0;
+  // Recounts every state from the unit items (parallel scan) and rewrites the counters.
+  virtual Result<JobCounts> RecountJob(const std::string& job) = 0;
+
+  // --- workers -------------------------------------------------------------------------
+  virtual Status PutWorker(const WorkerRecord& worker) = 0;
+  virtual Result<std::vector<WorkerRecord>> ListWorkers() = 0;
+};
+
+struct DynamoLedgerOptions {
+  std::string table;  // "spotgrid-<stack>"
+  int write_concurrency = 8;  // BatchWriteItem requests in flight
+  int scan_segments = 4;      // parallel scan segments for RecountJob
+  // How long a controller intent may stay before RepairJob reverts it.
+  std::chrono::seconds controller_intent_grace{60};
+};
+
+// The ledger over DynamoDB. `clock` stamps times and judges lease expiry.
+std::shared_ptr<Ledger> MakeDynamoLedger(std::shared_ptr<DynamoDb> db, DynamoLedgerOptions options,
+                                         Clock& clock);
+
+// "spotgrid-<stack>"; stack names are [a-z0-9-], 1..40, starting with a letter.
+std::string LedgerTableName(std::string_view stack);
+Status ValidateStackName(std::string_view stack);
+
+}  // namespace spotgrid
