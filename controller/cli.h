@@ -45,7 +45,7 @@ struct VerbSpec {
   std::string positionals;  // "GRID.csv" in the usage line; empty if none
   int min_positionals = 0;
   int max_positionals = 0;
-  std::vector<OptionSpec> options;  // --stack and --help are added to every verb
+  std::vector<OptionSpec> options;  // --stack, --verbose and --help are added to every verb
   std::string details;      // paragraphs after the options in `controller VERB --help`
 };
 
@@ -134,7 +134,8 @@ struct Verb {
 // Every verb, in the order `controller --help` lists them (controller/verbs/*.cc).
 const std::vector<Verb>& AllVerbs();
 
-// The whole command line: `controller VERB ARGS...`, `--help`, `--version`.
+// The whole command line: `controller VERB ARGS...`, `--help`, `--version`. `argv` holds the
+// arguments after the program name. `--verbose` (every verb) raises the log level to debug.
 int RunController(const std::vector<std::string>& argv, Controller& controller);
 
 }  // namespace spotgrid

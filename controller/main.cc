@@ -1,37 +1,21 @@
-// controller: the researcher's command line. Until the verbs land (see the issues), it only
-// answers --help and --version.
+// controller: the researcher's command line. Everything lives in spotgrid_controller
+// (cli.h, verbs/); main only wires the process environment, the system clock and the
+// standard streams to RunController.
 #include <cstdio>
-#include <cstring>
+#include <string>
+#include <vector>
 
-namespace {
-
-constexpr const char* kUsage = R"(usage: controller <verb> [options]
-
-spotgrid runs grids of shell commands on fleets of EC2 Spot workers.
-
-verbs:
-  init       create the stack: SQS work queue + dead-letter queue, DynamoDB ledger, S3 bucket
-  enqueue    turn every row of a grid.csv into a work unit
-  progress   counts, rate, ETA and cost of a job
-  list, show, logs, results, retry, cancel, workers, userdata
-
-options:
-  --stack NAME   the stack to act on (or SPOTGRID_STACK)
-  --help         this text
-  --version      the version
-)";
-
-}  // namespace
+#include "cli.h"
+#include "spotgrid/core/clock.h"
+#include "spotgrid/core/environment.h"
 
 int main(int argc, char** argv) {
-  if (argc < 2 || std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "-h") == 0) {
-    std::fputs(kUsage, argc < 2 ? stderr : stdout);
-    return argc < 2 ? 2 : 0;
-  }
-  if (std::strcmp(argv[1], "--version") == 0) {
-    std::puts("controller " SPOTGRID_VERSION);
-    return 0;
-  }
-  std::fprintf(stderr, "controller: unknown verb '%s' (try --help)\n", argv[1]);
-  return 2;
+  // The shared logger already writes to stderr at "warn"; --verbose raises it per run.
+  spotgrid::Controller controller(spotgrid::Environment::Process(), spotgrid::Clock::System(),
+                                  stdout, stderr);
+  std::vector<std::string> args(argv + 1, argv + argc);
+  const int code = spotgrid::RunController(args, controller);
+  std::fflush(stdout);
+  std::fflush(stderr);
+  return code;
 }

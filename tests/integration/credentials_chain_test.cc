@@ -9,6 +9,7 @@
 #include "spotgrid/aws/credentials.h"
 #include "spotgrid/http/curl_transport.h"
 #include "spotgrid/services/imds_client.h"
+#include "support/client_fixture.h"
 #include "support/test_env.h"
 
 namespace spotgrid {
@@ -16,33 +17,12 @@ namespace {
 
 using namespace std::chrono_literals;
 
-class CredentialsChainIntegrationTest : public ::testing::Test {
+class CredentialsChainIntegrationTest : public testing::ImdsFakeTest {
  protected:
   void SetUp() override {
-    testing::UseEmulators();
-    const std::string base = testing::EmulatorValue("SPOTGRID_FAKE_IMDS_URL");
-    ASSERT_FALSE(base.empty()) << "the launcher exported no SPOTGRID_FAKE_IMDS_URL";
-    tenant_ = testing::UniqueName("t");
-    endpoint_ = base + "/" + tenant_;
-    transport_ = MakeCurlTransport();
-    // Deliberately not the process environment, which the launcher filled with test keys.
-    env_.Set("AWS_EC2_METADATA_SERVICE_ENDPOINT", endpoint_);
+    ASSERT_NO_FATAL_FAILURE(testing::ImdsFakeTest::SetUp());
     env_.Set("AWS_CONFIG_FILE", "/dev/null");
     env_.Set("AWS_SHARED_CREDENTIALS_FILE", "/dev/null");
-  }
-
-  HttpResponse Control(const std::string& method, const std::string& path,
-                       const std::string& body = "") {
-    HttpRequest request;
-    request.method = method;
-    request.url = endpoint_ + "/_fake/" + path;
-    request.body = body;
-    request.timeout = 10s;
-    auto response = transport_->Send(request);
-    EXPECT_TRUE(response.ok()) << response.error().ToString();
-    if (!response.ok()) return {};
-    EXPECT_EQ(response->status, 200) << response->body;
-    return *response;
   }
 
   int CredentialReads() {
@@ -54,11 +34,6 @@ class CredentialsChainIntegrationTest : public ::testing::Test {
     }
     return count;
   }
-
-  std::string tenant_;
-  std::string endpoint_;
-  std::shared_ptr<HttpTransport> transport_;
-  MapEnvironment env_;
 };
 
 TEST_F(CredentialsChainIntegrationTest, WithoutEnvironmentKeysTheChainUsesImdsRoleCredentials) {

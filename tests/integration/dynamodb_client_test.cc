@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "support/client_fixture.h"
 #include "support/test_env.h"
 
 namespace spotgrid {
@@ -25,9 +26,7 @@ class DynamoDbClientIntegrationTest : public ::testing::Test {
  protected:
   void SetUp() override {
     UseEmulators();
-    auto context = AwsContext::Create();
-    ASSERT_TRUE(context.ok()) << context.error().ToString();
-    auto client = DynamoDbClient::Create(*context);
+    auto client = testing::CreateServiceClient<DynamoDbClient>({});
     ASSERT_TRUE(client.ok()) << client.error().ToString();
     ddb_ = *client;
     table_ = UniqueName("ledger");

@@ -13,14 +13,13 @@
 #include "spotgrid/http/curl_transport.h"
 #include "spotgrid/services/autoscaling_client.h"
 #include "spotgrid/services/ec2_client.h"
+#include "support/client_fixture.h"
 #include "support/test_env.h"
 
 namespace spotgrid {
 namespace {
 
 using nlohmann::json;
-using testing::EmulatorValue;
-using testing::UniqueName;
 using testing::UseEmulators;
 
 constexpr char kInstanceA[] = "i-0123456789abcdef0";
@@ -31,25 +30,12 @@ class Ec2AutoScalingClientTest : public ::testing::Test {
  protected:
   void SetUp() override {
     UseEmulators();
-    const std::string fake = EmulatorValue("SPOTGRID_FAKE_AWS_URL");
-    ASSERT_FALSE(fake.empty()) << "the launcher did not export SPOTGRID_FAKE_AWS_URL";
-    tenant_url_ = fake + "/" + UniqueName("t");
+    tenant_url_ = testing::NewFakeTenant("SPOTGRID_FAKE_AWS_URL").url;
+    ASSERT_FALSE(tenant_url_.empty());
+    env_ = testing::EmulatorEnvironment();
     env_.Set("AWS_ENDPOINT_URL_EC2", tenant_url_);
     env_.Set("AWS_ENDPOINT_URL_AUTO_SCALING", tenant_url_);
-    env_.Set("AWS_REGION", EmulatorValue("AWS_REGION"));
-    env_.Set("AWS_ACCESS_KEY_ID", EmulatorValue("AWS_ACCESS_KEY_ID"));
-    env_.Set("AWS_SECRET_ACCESS_KEY", EmulatorValue("AWS_SECRET_ACCESS_KEY"));
-    env_.Set("AWS_CONFIG_FILE", "/dev/null");
-    env_.Set("AWS_SHARED_CREDENTIALS_FILE", "/dev/null");
-    env_.Set("AWS_EC2_METADATA_DISABLED", "true");
-
-    AwsContextOptions options;
-    options.env = &env_;
-    RetryOptions retry;
-    retry.max_attempts = 3;
-    retry.base = std::chrono::milliseconds(10);  // real backoff sleeps, kept short
-    options.retry = retry;
-    auto context = AwsContext::Create(options);
+    auto context = testing::CreateEmulatorContext(env_);
     ASSERT_TRUE(context.ok()) << context.error().ToString();
     auto ec2 = Ec2Client::Create(*context);
     ASSERT_TRUE(ec2.ok()) << ec2.error().ToString();
@@ -61,21 +47,12 @@ class Ec2AutoScalingClientTest : public ::testing::Test {
 
   // A control request to this test's tenant of the fake; fails the test on a non-200.
   json Control(const std::string& method, const std::string& path, const json& body = nullptr) {
-    HttpRequest request;
-    request.method = method;
-    request.url = tenant_url_ + "/_fake/" + path;
-    request.timeout = std::chrono::seconds(10);
-    if (!body.is_null()) {
-      request.body = body.dump();
-      request.headers.emplace_back("content-type", "application/json");
-    }
-    auto response = control_transport_->Send(request);
-    if (!response.ok()) {
-      ADD_FAILURE() << method << " " << request.url << ": " << response.error().ToString();
-      return nullptr;
-    }
-    EXPECT_EQ(response->status, 200) << method << " " << request.url << ": " << response->body;
-    return json::parse(response->body, nullptr, /*allow_exceptions=*/false);
+    HttpResponse response =
+        body.is_null() ? testing::ControlFake(*control_transport_, method, tenant_url_, path)
+                       : testing::ControlFake(*control_transport_, method, tenant_url_, path,
+                                              body.dump(), "application/json");
+    if (response.status == 0) return nullptr;  // the fake did not answer (already a failure)
+    return json::parse(response.body, nullptr, /*allow_exceptions=*/false);
   }
 
   json Calls() { return Control("GET", "calls"); }

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "spotgrid/http/curl_transport.h"
+#include "support/client_fixture.h"
 #include "support/test_env.h"
 
 namespace spotgrid {
@@ -14,34 +15,13 @@ namespace {
 
 using namespace std::chrono_literals;
 
-class ImdsIntegrationTest : public ::testing::Test {
+class ImdsIntegrationTest : public testing::ImdsFakeTest {
  protected:
   void SetUp() override {
-    testing::UseEmulators();
-    const std::string base = testing::EmulatorValue("SPOTGRID_FAKE_IMDS_URL");
-    ASSERT_FALSE(base.empty()) << "the launcher exported no SPOTGRID_FAKE_IMDS_URL";
-    tenant_ = testing::UniqueName("t");
-    endpoint_ = base + "/" + tenant_;
-    transport_ = MakeCurlTransport();
-    env_.Set("AWS_EC2_METADATA_SERVICE_ENDPOINT", endpoint_);
+    ASSERT_NO_FATAL_FAILURE(testing::ImdsFakeTest::SetUp());
     auto client = ImdsClient::Create(env_, transport_, Clock::System());
     ASSERT_TRUE(client.ok()) << client.error().ToString();
     client_ = *client;
-  }
-
-  // The fake's control API for this tenant.
-  HttpResponse Control(const std::string& method, const std::string& path,
-                       const std::string& body = "") {
-    HttpRequest request;
-    request.method = method;
-    request.url = endpoint_ + "/_fake/" + path;
-    request.body = body;
-    request.timeout = 10s;
-    auto response = transport_->Send(request);
-    EXPECT_TRUE(response.ok()) << response.error().ToString();
-    if (!response.ok()) return {};
-    EXPECT_EQ(response->status, 200) << method << " " << path << ": " << response->body;
-    return *response;
   }
 
   nlohmann::json Requests() { return nlohmann::json::parse(Control("GET", "requests").body); }
@@ -54,10 +34,6 @@ class ImdsIntegrationTest : public ::testing::Test {
     return count;
   }
 
-  std::string tenant_;
-  std::string endpoint_;
-  std::shared_ptr<HttpTransport> transport_;
-  MapEnvironment env_;
   std::shared_ptr<ImdsClient> client_;
 };
 

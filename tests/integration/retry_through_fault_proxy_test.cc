@@ -8,7 +8,6 @@
 // call under test. The retry base delay is 10 ms: real backoff sleeps, kept short.
 #include <gtest/gtest.h>
 
-#include <filesystem>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -16,77 +15,23 @@
 
 #include "spotgrid/aws/aws_client.h"
 #include "spotgrid/aws/json_protocol.h"
-#include "spotgrid/http/curl_transport.h"
 #include "spotgrid/services/dynamodb_client.h"
 #include "spotgrid/services/s3_client.h"
 #include "spotgrid/services/sqs_client.h"
-#include "support/child_process.h"
+#include "support/client_fixture.h"
+#include "support/fault_proxy.h"
 #include "support/test_env.h"
 
 namespace spotgrid {
 namespace {
 
 using nlohmann::json;
-using testing::ChildProcess;
 using testing::EmulatorValue;
+using testing::FaultProxy;
 using testing::UniqueName;
 using testing::UseEmulators;
 
 constexpr int kMaxAttempts = 3;
-
-// One fault_proxy.py process owned by a test, and its control API.
-class FaultProxy {
- public:
-  static std::unique_ptr<FaultProxy> Start(const std::string& upstream) {
-    auto proxy = std::unique_ptr<FaultProxy>(new FaultProxy());
-    proxy->dir_ = testing::MakeTempDir("fault-proxy");
-    auto child = ChildProcess::StartServer(
-        {"/usr/bin/python3", std::string(SPOTGRID_HARNESS_DIR) + "/fault_proxy.py", "--upstream",
-         upstream},
-        proxy->dir_, "fault_proxy");
-    if (!child.ok()) {
-      ADD_FAILURE() << "fault_proxy did not start: " << child.error().ToString();
-      return nullptr;
-    }
-    proxy->child_ = std::move(child).value();
-    proxy->url_ = "http://127.0.0.1:" + std::to_string(proxy->child_->port());
-    return proxy;
-  }
-
-  ~FaultProxy() {
-    child_.reset();  // kills the proxy's process group
-    if (!::testing::Test::HasFailure()) std::filesystem::remove_all(dir_);
-  }
-
-  const std::string& url() const { return url_; }
-
-  void AddRules(const json& rules) { Control("POST", "rules", rules); }
-  json Stats() { return Control("GET", "stats"); }
-  std::string Log() const { return child_ ? child_->ReadLog() : ""; }
-
- private:
-  FaultProxy() = default;
-
-  json Control(const std::string& method, const std::string& what, const json& body = nullptr) {
-    HttpRequest request;
-    request.method = method;
-    request.url = url_ + "/__fault__/" + what;
-    request.timeout = std::chrono::seconds(10);
-    if (!body.is_null()) request.body = body.dump();
-    auto response = transport_->Send(request);
-    if (!response.ok()) {
-      ADD_FAILURE() << method << " " << request.url << ": " << response.error().ToString();
-      return json::object();
-    }
-    EXPECT_EQ(response->status, 200) << response->body;
-    return json::parse(response->body, nullptr, /*allow_exceptions=*/false);
-  }
-
-  std::string dir_;
-  std::string url_;
-  std::unique_ptr<ChildProcess> child_;
-  std::shared_ptr<HttpTransport> transport_ = MakeCurlTransport();
-};
 
 json Rule(const std::string& action, int count) { return {{"action", action}, {"count", count}}; }
 
@@ -107,79 +52,78 @@ class RetryThroughFaultProxyTest : public ::testing::Test {
     direct_ = *direct;
   }
 
-  // Starts a proxy in front of `upstream_var`'s emulator and a context whose `endpoint_var`
-  // points at the proxy.
-  void StartProxy(const std::string& upstream_var, const std::string& endpoint_var) {
-    const std::string upstream = EmulatorValue(upstream_var);
-    ASSERT_FALSE(upstream.empty()) << upstream_var << " is not set by the launcher";
+  // Starts a proxy in front of the emulator that `endpoint_var` names and a context whose
+  // `endpoint_var` points at the proxy; `direct` and `proxied` become clients of the emulator
+  // itself (for setup) and of the proxy.
+  template <typename Client>
+  void StartBehindProxy(const std::string& endpoint_var, std::shared_ptr<Client>& direct,
+                        std::shared_ptr<Client>& proxied) {
+    const std::string upstream = EmulatorValue(endpoint_var);
+    ASSERT_FALSE(upstream.empty()) << endpoint_var << " is not set by the launcher";
     proxy_ = FaultProxy::Start(upstream);
     ASSERT_NE(proxy_, nullptr);
+    env_ = testing::EmulatorEnvironment();
     env_.Set(endpoint_var, proxy_->url());
-    env_.Set("AWS_REGION", EmulatorValue("AWS_REGION"));
-    env_.Set("AWS_ACCESS_KEY_ID", EmulatorValue("AWS_ACCESS_KEY_ID"));
-    env_.Set("AWS_SECRET_ACCESS_KEY", EmulatorValue("AWS_SECRET_ACCESS_KEY"));
-    env_.Set("AWS_CONFIG_FILE", "/dev/null");
-    env_.Set("AWS_SHARED_CREDENTIALS_FILE", "/dev/null");
-    env_.Set("AWS_EC2_METADATA_DISABLED", "true");
-    AwsContextOptions options;
-    options.env = &env_;
-    RetryOptions retry;
-    retry.max_attempts = kMaxAttempts;
-    retry.base = std::chrono::milliseconds(10);
-    options.retry = retry;
-    auto context = AwsContext::Create(options);
+    auto context = testing::CreateEmulatorContext(env_, kMaxAttempts);
     ASSERT_TRUE(context.ok()) << context.error().ToString();
     proxied_ = *context;
+    for (auto [target, source] : {std::pair{&direct, direct_}, std::pair{&proxied, proxied_}}) {
+      auto client = Client::Create(source);
+      ASSERT_TRUE(client.ok()) << client.error().ToString();
+      *target = *client;
+    }
   }
 
   // SQS behind the proxy, with a queue created directly on the emulator.
   void StartSqs() {
-    StartProxy("AWS_ENDPOINT_URL_SQS", "AWS_ENDPOINT_URL_SQS");
-    if (HasFatalFailure()) return;
-    auto direct = SqsClient::Create(direct_);
-    ASSERT_TRUE(direct.ok()) << direct.error().ToString();
+    std::shared_ptr<SqsClient> direct;
+    ASSERT_NO_FATAL_FAILURE(StartBehindProxy("AWS_ENDPOINT_URL_SQS", direct, sqs_));
     queue_name_ = UniqueName("retry");
     CreateQueueRequest create;
     create.name = queue_name_;
-    auto url = (*direct)->CreateQueue(create);
+    auto url = direct->CreateQueue(create);
     ASSERT_TRUE(url.ok()) << url.error().ToString();
     queue_url_ = *url;
-    auto sqs = SqsClient::Create(proxied_);
-    ASSERT_TRUE(sqs.ok()) << sqs.error().ToString();
-    sqs_ = *sqs;
   }
 
   // DynamoDB behind the proxy, with a table holding one item created directly.
   void StartDynamoDb() {
-    StartProxy("AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_DYNAMODB");
-    if (HasFatalFailure()) return;
-    auto direct = DynamoDbClient::Create(direct_);
-    ASSERT_TRUE(direct.ok()) << direct.error().ToString();
+    std::shared_ptr<DynamoDbClient> direct;
+    ASSERT_NO_FATAL_FAILURE(StartBehindProxy("AWS_ENDPOINT_URL_DYNAMODB", direct, dynamodb_));
     table_ = UniqueName("retry");
     TableSpec spec;
     spec.name = table_;
     spec.partition_key = {"pk", "S"};
-    Status created = (*direct)->EnsureTable(spec, std::chrono::seconds(30));
+    Status created = direct->EnsureTable(spec, std::chrono::seconds(30));
     ASSERT_TRUE(created.ok()) << created.ToString();
-    WriteResult put = (*direct)->PutItem(table_, {{"pk", {{"S", "a"}}}, {"v", {{"S", "1"}}}});
+    WriteResult put = direct->PutItem(table_, {{"pk", {{"S", "a"}}}, {"v", {{"S", "1"}}}});
     ASSERT_TRUE(put.status.ok()) << put.status.ToString();
-    auto dynamodb = DynamoDbClient::Create(proxied_);
-    ASSERT_TRUE(dynamodb.ok()) << dynamodb.error().ToString();
-    dynamodb_ = *dynamodb;
   }
 
   // S3 behind the proxy, with a bucket created directly.
   void StartS3() {
-    StartProxy("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_S3");
-    if (HasFatalFailure()) return;
-    auto direct = S3Client::Create(direct_);
-    ASSERT_TRUE(direct.ok()) << direct.error().ToString();
+    std::shared_ptr<S3Client> direct;
+    ASSERT_NO_FATAL_FAILURE(StartBehindProxy("AWS_ENDPOINT_URL_S3", direct, s3_));
     bucket_ = UniqueName("retry");
-    Status created = (*direct)->CreateBucket(bucket_);
+    Status created = direct->CreateBucket(bucket_);
     ASSERT_TRUE(created.ok()) << created.ToString();
-    auto s3 = S3Client::Create(proxied_);
-    ASSERT_TRUE(s3.ok()) << s3.error().ToString();
-    s3_ = *s3;
+  }
+
+  // GetQueueUrl for this test's queue, sent with AwsClient::Send through the proxy with an HTTP
+  // timeout of `timeout`.
+  Result<HttpResponse> SendGetQueueUrl(std::chrono::milliseconds timeout) {
+    auto client = AwsClient::Create(proxied_, kSqsService);
+    if (!client.ok()) {
+      ADD_FAILURE() << client.error().ToString();
+      return client.error();
+    }
+    AwsRequest request;
+    request.operation = "GetQueueUrl";
+    request.headers = {{"content-type", "application/x-amz-json-1.0"},
+                       {"x-amz-target", "AmazonSQS.GetQueueUrl"}};
+    request.body = json{{"QueueName", queue_name_}}.dump();
+    request.timeout = timeout;
+    return (*client)->Send(request);
   }
 
   // Asserts the proxy saw exactly `requests` requests of which `faults` were faulted.
@@ -235,15 +179,7 @@ TEST_F(RetryThroughFaultProxyTest, DroppedConnectionsBeyondTheBudgetFailAsConnec
 TEST_F(RetryThroughFaultProxyTest, ResponseSlowerThanTheRequestTimeoutIsRetried) {
   ASSERT_NO_FATAL_FAILURE(StartSqs());
   proxy_->AddRules({{{"action", "delay"}, {"count", 1}, {"delay_ms", 3000}}});
-  auto client = AwsClient::Create(proxied_, kSqsService);
-  ASSERT_TRUE(client.ok()) << client.error().ToString();
-  AwsRequest request;
-  request.operation = "GetQueueUrl";
-  request.headers = {{"content-type", "application/x-amz-json-1.0"},
-                     {"x-amz-target", "AmazonSQS.GetQueueUrl"}};
-  request.body = json{{"QueueName", queue_name_}}.dump();
-  request.timeout = std::chrono::milliseconds(500);
-  auto response = (*client)->Send(request);
+  auto response = SendGetQueueUrl(std::chrono::milliseconds(500));
   ASSERT_TRUE(response.ok()) << response.error().ToString();
   EXPECT_EQ(response->status, 200);
   EXPECT_EQ(json::parse(response->body)["QueueUrl"], queue_url_);
@@ -253,15 +189,7 @@ TEST_F(RetryThroughFaultProxyTest, ResponseSlowerThanTheRequestTimeoutIsRetried)
 TEST_F(RetryThroughFaultProxyTest, ResponsesAlwaysSlowerThanTheTimeoutFailAsTimeout) {
   ASSERT_NO_FATAL_FAILURE(StartSqs());
   proxy_->AddRules({{{"action", "delay"}, {"count", 5}, {"delay_ms", 3000}}});
-  auto client = AwsClient::Create(proxied_, kSqsService);
-  ASSERT_TRUE(client.ok()) << client.error().ToString();
-  AwsRequest request;
-  request.operation = "GetQueueUrl";
-  request.headers = {{"content-type", "application/x-amz-json-1.0"},
-                     {"x-amz-target", "AmazonSQS.GetQueueUrl"}};
-  request.body = json{{"QueueName", queue_name_}}.dump();
-  request.timeout = std::chrono::milliseconds(300);
-  auto response = (*client)->Send(request);
+  auto response = SendGetQueueUrl(std::chrono::milliseconds(300));
   ASSERT_FALSE(response.ok());
   EXPECT_EQ(response.error().code, "Timeout");
   EXPECT_EQ(response.error().service, "SQS");

@@ -16,6 +16,7 @@
 #include <set>
 #include <thread>
 
+#include "support/client_fixture.h"
 #include "support/test_env.h"
 
 namespace spotgrid {
@@ -57,9 +58,7 @@ class S3ClientIntegrationTest : public ::testing::Test {
  protected:
   void SetUp() override {
     UseEmulators();
-    auto context = AwsContext::Create();
-    ASSERT_TRUE(context.ok()) << context.error().ToString();
-    auto client = S3Client::Create(*context);
+    auto client = testing::CreateServiceClient<S3Client>({});
     ASSERT_TRUE(client.ok()) << client.error().ToString();
     s3_ = *client;
     ASSERT_TRUE(s3_->UsesPathStyle("any-bucket"));  // a configured endpoint means path style

@@ -12,6 +12,7 @@
 #include <thread>
 #include <vector>
 
+#include "support/client_fixture.h"
 #include "support/test_env.h"
 
 namespace spotgrid {
@@ -25,9 +26,7 @@ class SqsClientIntegrationTest : public ::testing::Test {
  protected:
   void SetUp() override {
     UseEmulators();
-    auto context = AwsContext::Create();
-    ASSERT_TRUE(context.ok()) << context.error().ToString();
-    auto client = SqsClient::Create(*context);
+    auto client = testing::CreateServiceClient<SqsClient>({});
     ASSERT_TRUE(client.ok()) << client.error().ToString();
     sqs_ = *client;
   }

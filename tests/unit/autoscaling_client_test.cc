@@ -7,15 +7,10 @@
 #include <string>
 #include <vector>
 
-#include "spotgrid/aws/credentials.h"
-#include "support/fake_clock.h"
-#include "support/fake_transport.h"
+#include "support/client_fixture.h"
 
 namespace spotgrid {
 namespace {
-
-using testing::FakeClock;
-using testing::FakeTransport;
 
 constexpr char kToken[] = "bcd2f1b8-9a78-44d3-8a7a-4dd07d7cf635";
 
@@ -117,34 +112,17 @@ std::string EmptyResult(const std::string& operation) {
   return out;
 }
 
-class AutoScalingClientTest : public ::testing::Test {
+class AutoScalingClientTest : public testing::FakeAwsTest {
  protected:
   void SetUp() override {
-    AwsContextOptions options;
-    options.region = "eu-west-1";
-    options.transport = transport_;
-    options.credentials =
-        MakeStaticCredentialsProvider({"AKIDEXAMPLE", "secret", "", std::nullopt});
-    options.clock = &clock_;
-    options.env = &env_;
-    RetryOptions retry;
-    retry.max_attempts = 3;
-    options.retry = retry;
-    options.random01 = [] { return 0.5; };
-    auto context = AwsContext::Create(options);
-    ASSERT_TRUE(context.ok()) << context.error().ToString();
-    auto client = AutoScalingClient::Create(*context);
+    region_ = "eu-west-1";
+    auto client = CreateClient<AutoScalingClient>();
     ASSERT_TRUE(client.ok()) << client.error().ToString();
     client_ = *client;
   }
 
   std::string Body(size_t i) const { return transport_->requests().at(i).body; }
 
-  std::shared_ptr<FakeTransport> transport_ = std::make_shared<FakeTransport>();
-  MapEnvironment env_{{{"AWS_CONFIG_FILE", "/dev/null"},
-                       {"AWS_SHARED_CREDENTIALS_FILE", "/dev/null"},
-                       {"AWS_EC2_METADATA_DISABLED", "true"}}};
-  FakeClock clock_;
   std::shared_ptr<AutoScalingClient> client_;
 };
 

@@ -16,6 +16,7 @@
 #include "spotgrid/aws/query_protocol.h"
 #include "spotgrid/aws/sigv4.h"
 #include "spotgrid/core/log.h"
+#include "support/client_fixture.h"
 #include "support/fake_clock.h"
 #include "support/fake_transport.h"
 #include "support/test_env.h"
@@ -26,6 +27,7 @@ namespace {
 using std::chrono::milliseconds;
 using testing::FakeClock;
 using testing::FakeTransport;
+using testing::HeaderOf;
 
 constexpr char kSecret[] = "SECRET+do/not/log+wJalrXUtnFEMI";
 constexpr char kToken[] = "TOKEN-do-not-log-IQoJb3JpZ2luX2VjEJr";
@@ -37,10 +39,6 @@ std::string HttpDate(Clock::WallTime t) {
   char buf[64];
   std::strftime(buf, sizeof buf, "%a, %d %b %Y %H:%M:%S GMT", &tm);
   return buf;
-}
-
-std::string HeaderOf(const HttpRequest& request, std::string_view name) {
-  return FindHeader(request.headers, name).value_or("<absent>");
 }
 
 class AwsClientTest : public ::testing::Test {
@@ -135,6 +133,28 @@ TEST_F(AwsClientTest, JsonEmptyBodyIsEmptyObjectAndGarbageIsMalformedResponse) {
   EXPECT_EQ(bad.error().service, "SQS");
   EXPECT_EQ(bad.error().operation, "DeleteMessage");
   EXPECT_EQ(bad.error().request_id, "rid-9");
+}
+
+TEST_F(AwsClientTest, JsonBodyThatIsNotAnObjectIsMalformedResponse) {
+  Init();
+  transport_->PushResponse(200, "[1,2]", {{"x-amzn-requestid", "rid-10"}});
+  Result<nlohmann::json> bad = CallJson(*client_, "AmazonSQS", "GetQueueUrl", {});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.error().code, "MalformedResponse");
+  EXPECT_EQ(bad.error().category, ErrorCategory::kTransient);
+  EXPECT_EQ(bad.error().http_status, 200);
+  EXPECT_EQ(bad.error().request_id, "rid-10");
+}
+
+TEST_F(AwsClientTest, JsonRequestWithInvalidUtf8FailsAsInvalidInputWithoutSending) {
+  Init();
+  Result<nlohmann::json> result =
+      CallJson(*client_, "AmazonSQS", "SendMessage", {{"MessageBody", "bad \xC3\x28 byte"}});
+  ASSERT_FALSE(result.ok());
+  EXPECT_EQ(result.error().category, ErrorCategory::kInvalidInput);
+  EXPECT_EQ(result.error().service, "SQS");
+  EXPECT_EQ(result.error().operation, "SendMessage");
+  EXPECT_EQ(transport_->request_count(), 0u);
 }
 
 TEST_F(AwsClientTest, QueryRequestIsFormEncodedAndResponseParsed) {

@@ -14,6 +14,7 @@
 #include <sstream>
 #include <thread>
 
+#include "spotgrid/core/iso8601.h"
 #include "spotgrid/core/log.h"
 #include "spotgrid/services/imds_client.h"
 #include "support/fake_clock.h"
@@ -29,21 +30,12 @@ using namespace std::chrono_literals;
 
 using Vars = std::map<std::string, std::string, std::less<>>;
 
-std::string IsoTime(Clock::WallTime time) {
-  std::time_t t = std::chrono::system_clock::to_time_t(time);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-
 std::string CredentialsJson(const std::string& key_id, const std::string& secret,
                             Clock::WallTime expiration, bool with_code) {
   std::string json = "{";
   if (with_code) json += R"("Code":"Success","Type":"AWS-HMAC",)";
   json += R"("AccessKeyId":")" + key_id + R"(","SecretAccessKey":")" + secret +
-          R"(","Token":"token-for-)" + key_id + R"(","Expiration":")" + IsoTime(expiration) +
+          R"(","Token":"token-for-)" + key_id + R"(","Expiration":")" + FormatIso8601(expiration) +
           R"("})";
   return json;
 }

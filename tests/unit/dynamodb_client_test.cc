@@ -10,16 +10,14 @@
 #include <string>
 #include <vector>
 
-#include "spotgrid/aws/credentials.h"
-#include "support/fake_clock.h"
-#include "support/fake_transport.h"
+#include "support/client_fixture.h"
 
 namespace spotgrid {
 namespace {
 
 using nlohmann::json;
-using testing::FakeClock;
-using testing::FakeTransport;
+using testing::HeaderOf;
+using testing::JsonBody;
 
 HttpResponse Ok(const json& body) {
   HttpResponse response;
@@ -28,32 +26,14 @@ HttpResponse Ok(const json& body) {
   return response;
 }
 
-class DynamoDbClientTest : public ::testing::Test {
+class DynamoDbClientTest : public testing::FakeAwsTest {
  protected:
   void SetUp() override { MakeClient({}); }
 
   void MakeClient(DynamoDbClientOptions options) {
-    AwsContextOptions context_options;
-    context_options.region = "us-east-1";
-    context_options.transport = transport_;
-    context_options.credentials =
-        MakeStaticCredentialsProvider({"AKIDEXAMPLE", "secret", "", std::nullopt});
-    context_options.clock = &clock_;
-    context_options.env = &env_;
-    RetryOptions retry;
-    retry.max_attempts = 3;
-    context_options.retry = retry;
-    context_options.random01 = [] { return 0.5; };
-    auto context = AwsContext::Create(context_options);
-    ASSERT_TRUE(context.ok()) << context.error().ToString();
-    auto client = DynamoDbClient::Create(*context, options);
+    auto client = CreateClient<DynamoDbClient>(options);
     ASSERT_TRUE(client.ok()) << client.error().ToString();
     client_ = *client;
-  }
-
-  static json Body(const HttpRequest& request) { return json::parse(request.body); }
-  static std::string Target(const HttpRequest& request) {
-    return FindHeader(request.headers, "x-amz-target").value_or("");
   }
 
   static json Item(int i) {
@@ -62,11 +42,6 @@ class DynamoDbClientTest : public ::testing::Test {
             {"n", ddb::N(static_cast<std::int64_t>(i))}};
   }
 
-  MapEnvironment env_{{{"AWS_CONFIG_FILE", "/dev/null"},
-                       {"AWS_SHARED_CREDENTIALS_FILE", "/dev/null"},
-                       {"AWS_EC2_METADATA_DISABLED", "true"}}};
-  FakeClock clock_;
-  std::shared_ptr<FakeTransport> transport_ = std::make_shared<FakeTransport>();
   std::shared_ptr<DynamoDbClient> client_;
 };
 
@@ -109,8 +84,8 @@ TEST_F(DynamoDbClientTest, CreateTableIsOnDemandWithKeySchemaAndIndexes) {
   EXPECT_EQ(description->status, "CREATING");
   EXPECT_EQ(description->key_names, (std::vector<std::string>{"pk", "sk"}));
   HttpRequest sent = transport_->requests()[0];
-  EXPECT_EQ(Target(sent), "DynamoDB_20120810.CreateTable");
-  json body = Body(sent);
+  EXPECT_EQ(HeaderOf(sent, "x-amz-target"), "DynamoDB_20120810.CreateTable");
+  json body = JsonBody(sent);
   EXPECT_EQ(body["BillingMode"], "PAY_PER_REQUEST");
   EXPECT_FALSE(body.contains("ProvisionedThroughput"));
   EXPECT_EQ(body["KeySchema"], json::parse(R"([{"AttributeName":"pk","KeyType":"HASH"},
@@ -135,7 +110,7 @@ TEST_F(DynamoDbClientTest, WaitUntilActivePollsDescribeTableOnTheInjectedClock) 
 
   ASSERT_TRUE(status.ok()) << status.ToString();
   EXPECT_EQ(transport_->request_count(), 3u);
-  EXPECT_EQ(Target(transport_->requests()[0]), "DynamoDB_20120810.DescribeTable");
+  EXPECT_EQ(HeaderOf(transport_->requests()[0], "x-amz-target"), "DynamoDB_20120810.DescribeTable");
   EXPECT_EQ(clock_.sleeps(), (std::vector<std::chrono::nanoseconds>{
                                  std::chrono::milliseconds(200), std::chrono::milliseconds(200)}));
 }
@@ -181,11 +156,11 @@ TEST_F(DynamoDbClientTest, GetItemSendsConsistentReadAndReturnsNulloptWithoutIte
   ASSERT_TRUE(found->has_value());
   EXPECT_EQ(**found, Item(1));
   auto requests = transport_->requests();
-  EXPECT_EQ(Target(requests[0]), "DynamoDB_20120810.GetItem");
+  EXPECT_EQ(HeaderOf(requests[0], "x-amz-target"), "DynamoDB_20120810.GetItem");
   EXPECT_EQ(
-      Body(requests[0]),
+      JsonBody(requests[0]),
       json({{"TableName", "t"}, {"Key", {{"pk", {{"S", "job"}}}}}, {"ConsistentRead", true}}));
-  EXPECT_FALSE(Body(requests[1]).contains("ConsistentRead"));
+  EXPECT_FALSE(JsonBody(requests[1]).contains("ConsistentRead"));
 }
 
 TEST_F(DynamoDbClientTest, UpdateItemSendsExpressionsAndReturnsAttributes) {
@@ -201,8 +176,8 @@ TEST_F(DynamoDbClientTest, UpdateItemSendsExpressionsAndReturnsAttributes) {
   ASSERT_TRUE(result.ok()) << result.status.ToString();
   EXPECT_EQ(result.attributes, json::parse(R"({"attempt":{"N":"2"}})"));
   HttpRequest sent = transport_->requests()[0];
-  EXPECT_EQ(Target(sent), "DynamoDB_20120810.UpdateItem");
-  json body = Body(sent);
+  EXPECT_EQ(HeaderOf(sent, "x-amz-target"), "DynamoDB_20120810.UpdateItem");
+  json body = JsonBody(sent);
   EXPECT_EQ(body["TableName"], "t");
   EXPECT_EQ(body["Key"], json::parse(R"({"pk":{"S":"u1"}})"));
   EXPECT_EQ(body["UpdateExpression"], "ADD #a :one");
@@ -217,7 +192,7 @@ TEST_F(DynamoDbClientTest, UnconditionalPutOmitsEmptyOptionalMembers) {
   transport_->PushResponse(200, "{}");
   WriteResult result = client_->PutItem("t", Item(1), {});
   ASSERT_TRUE(result.ok());
-  EXPECT_EQ(Body(transport_->requests()[0]), json({{"TableName", "t"}, {"Item", Item(1)}}));
+  EXPECT_EQ(JsonBody(transport_->requests()[0]), json({{"TableName", "t"}, {"Item", Item(1)}}));
 }
 
 TEST_F(DynamoDbClientTest, ConditionalPutFailureIsClassifiedAndCarriesTheCurrentItem) {
@@ -243,10 +218,10 @@ TEST_F(DynamoDbClientTest, ConditionalPutFailureIsClassifiedAndCarriesTheCurrent
   EXPECT_EQ(*result.current_item, current);
   auto requests = transport_->requests();
   ASSERT_EQ(requests.size(), 3u);  // no retry of the conditional write
-  EXPECT_EQ(Body(requests[0])["ReturnValuesOnConditionCheckFailure"], "ALL_OLD");
-  EXPECT_EQ(Target(requests[2]), "DynamoDB_20120810.GetItem");
-  EXPECT_EQ(Body(requests[2])["Key"], json({{"pk", ddb::S("job")}, {"sk", ddb::S("unit#1")}}));
-  EXPECT_EQ(Body(requests[2])["ConsistentRead"], true);
+  EXPECT_EQ(JsonBody(requests[0])["ReturnValuesOnConditionCheckFailure"], "ALL_OLD");
+  EXPECT_EQ(HeaderOf(requests[2], "x-amz-target"), "DynamoDB_20120810.GetItem");
+  EXPECT_EQ(JsonBody(requests[2])["Key"], json({{"pk", ddb::S("job")}, {"sk", ddb::S("unit#1")}}));
+  EXPECT_EQ(JsonBody(requests[2])["ConsistentRead"], true);
 }
 
 TEST_F(DynamoDbClientTest, ConditionalFailureUsesTheItemReturnedWithTheErrorWithoutReading) {
@@ -282,7 +257,7 @@ TEST_F(DynamoDbClientTest, ConditionalDeleteFailureWithoutAskingForItemSendsNoth
   EXPECT_TRUE(result.error().IsConditionFailed());
   EXPECT_FALSE(result.current_item.has_value());
   EXPECT_EQ(transport_->request_count(), 1u);
-  EXPECT_EQ(Target(transport_->requests()[0]), "DynamoDB_20120810.DeleteItem");
+  EXPECT_EQ(HeaderOf(transport_->requests()[0], "x-amz-target"), "DynamoDB_20120810.DeleteItem");
 }
 
 TEST_F(DynamoDbClientTest, BatchWriteItemSplitsIntoBatchesOfTwentyFive) {
@@ -290,7 +265,7 @@ TEST_F(DynamoDbClientTest, BatchWriteItemSplitsIntoBatchesOfTwentyFive) {
   std::multiset<std::size_t> sizes;
   std::set<std::string> keys;
   transport_->SetFallback([&](const HttpRequest& request) -> Result<HttpResponse> {
-    json body = Body(request);
+    json body = JsonBody(request);
     std::lock_guard<std::mutex> lock(mu);
     sizes.insert(body["RequestItems"]["t"].size());
     for (const json& r : body["RequestItems"]["t"]) {
@@ -310,7 +285,8 @@ TEST_F(DynamoDbClientTest, BatchWriteItemSplitsIntoBatchesOfTwentyFive) {
   EXPECT_EQ(sizes, (std::multiset<std::size_t>{10, 25, 25}));
   EXPECT_EQ(keys.size(), 60u);
   EXPECT_TRUE(keys.count("gone"));
-  EXPECT_EQ(Target(transport_->requests()[0]), "DynamoDB_20120810.BatchWriteItem");
+  EXPECT_EQ(HeaderOf(transport_->requests()[0], "x-amz-target"),
+            "DynamoDB_20120810.BatchWriteItem");
 }
 
 TEST_F(DynamoDbClientTest, BatchWriteItemResendsOnlyUnprocessedItemsWithBackoff) {
@@ -326,8 +302,8 @@ TEST_F(DynamoDbClientTest, BatchWriteItemResendsOnlyUnprocessedItemsWithBackoff)
   EXPECT_TRUE(result.ok());
   auto sent = transport_->requests();
   ASSERT_EQ(sent.size(), 2u);
-  EXPECT_EQ(Body(sent[0])["RequestItems"]["t"].size(), 5u);
-  EXPECT_EQ(Body(sent[1])["RequestItems"]["t"], unprocessed);
+  EXPECT_EQ(JsonBody(sent[0])["RequestItems"]["t"].size(), 5u);
+  EXPECT_EQ(JsonBody(sent[1])["RequestItems"]["t"], unprocessed);
   EXPECT_EQ(clock_.sleeps(),
             (std::vector<std::chrono::nanoseconds>{std::chrono::milliseconds(500)}));
 }
@@ -337,7 +313,7 @@ TEST_F(DynamoDbClientTest, BatchWriteItemReportsWhatStaysUnprocessedAfterTheBudg
   options.max_unprocessed_retries = 2;
   MakeClient(options);
   transport_->SetFallback([](const HttpRequest& request) -> Result<HttpResponse> {
-    json body = Body(request);
+    json body = JsonBody(request);
     json first = json::array({body["RequestItems"]["t"][0]});
     return Ok(json{{"UnprocessedItems", {{"t", first}}}});
   });
@@ -409,12 +385,12 @@ TEST_F(DynamoDbClientTest, QueryFollowsLastEvaluatedKeyToTheEnd) {
   EXPECT_EQ(*items, (std::vector<json>{Item(0), Item(1), Item(3)}));
   auto sent = transport_->requests();
   ASSERT_EQ(sent.size(), 3u);
-  EXPECT_EQ(Target(sent[0]), "DynamoDB_20120810.Query");
-  EXPECT_FALSE(Body(sent[0]).contains("ExclusiveStartKey"));
-  EXPECT_EQ(Body(sent[0])["KeyConditionExpression"], "pk = :p");
-  EXPECT_EQ(Body(sent[0])["Limit"], 2);
-  EXPECT_EQ(Body(sent[1])["ExclusiveStartKey"], key1);
-  EXPECT_EQ(Body(sent[2])["ExclusiveStartKey"], key2);
+  EXPECT_EQ(HeaderOf(sent[0], "x-amz-target"), "DynamoDB_20120810.Query");
+  EXPECT_FALSE(JsonBody(sent[0]).contains("ExclusiveStartKey"));
+  EXPECT_EQ(JsonBody(sent[0])["KeyConditionExpression"], "pk = :p");
+  EXPECT_EQ(JsonBody(sent[0])["Limit"], 2);
+  EXPECT_EQ(JsonBody(sent[1])["ExclusiveStartKey"], key1);
+  EXPECT_EQ(JsonBody(sent[2])["ExclusiveStartKey"], key2);
 }
 
 TEST_F(DynamoDbClientTest, QueryStopsWhenTheCallbackSaysSo) {
@@ -436,7 +412,7 @@ TEST_F(DynamoDbClientTest, QueryStopsWhenTheCallbackSaysSo) {
 TEST_F(DynamoDbClientTest, ParallelScanPagesEverySegment) {
   // Segment s has two pages: items s*10 and s*10+1.
   transport_->SetFallback([](const HttpRequest& request) -> Result<HttpResponse> {
-    json body = Body(request);
+    json body = JsonBody(request);
     int segment = body["Segment"];
     if (body["TotalSegments"] != 4) return Ok(json::object());
     if (!body.contains("ExclusiveStartKey")) {
@@ -456,12 +432,12 @@ TEST_F(DynamoDbClientTest, ParallelScanPagesEverySegment) {
   for (const json& item : *items) seen.insert(*ddb::GetInt(item, "n"));
   EXPECT_EQ(seen, (std::set<std::int64_t>{0, 1, 10, 11, 20, 21, 30, 31}));
   EXPECT_EQ(transport_->request_count(), 8u);
-  EXPECT_EQ(Target(transport_->requests()[0]), "DynamoDB_20120810.Scan");
+  EXPECT_EQ(HeaderOf(transport_->requests()[0], "x-amz-target"), "DynamoDB_20120810.Scan");
 }
 
 TEST_F(DynamoDbClientTest, ParallelScanReturnsTheFirstError) {
   transport_->SetFallback([](const HttpRequest& request) -> Result<HttpResponse> {
-    json body = Body(request);
+    json body = JsonBody(request);
     HttpResponse response;
     if (body["Segment"] == 1) {
       response.status = 400;

@@ -7,15 +7,10 @@
 #include <string>
 #include <vector>
 
-#include "spotgrid/aws/credentials.h"
-#include "support/fake_clock.h"
-#include "support/fake_transport.h"
+#include "support/client_fixture.h"
 
 namespace spotgrid {
 namespace {
-
-using testing::FakeClock;
-using testing::FakeTransport;
 
 constexpr char kFormContentType[] = "application/x-www-form-urlencoded; charset=utf-8";
 
@@ -99,32 +94,14 @@ constexpr char kNotFoundError[] = R"(<?xml version="1.0" encoding="UTF-8"?>
 constexpr char kThrottledError[] = R"(<?xml version="1.0" encoding="UTF-8"?>
 <Response><Errors><Error><Code>RequestLimitExceeded</Code><Message>Request limit exceeded.</Message></Error></Errors><RequestID>0b7e4a2c-throttled</RequestID></Response>)";
 
-class Ec2ClientTest : public ::testing::Test {
+class Ec2ClientTest : public testing::FakeAwsTest {
  protected:
   void SetUp() override {
-    AwsContextOptions options;
-    options.region = "us-east-1";
-    options.transport = transport_;
-    options.credentials =
-        MakeStaticCredentialsProvider({"AKIDEXAMPLE", "secret", "", std::nullopt});
-    options.clock = &clock_;
-    options.env = &env_;
-    RetryOptions retry;
-    retry.max_attempts = 3;
-    options.retry = retry;
-    options.random01 = [] { return 0.5; };
-    auto context = AwsContext::Create(options);
-    ASSERT_TRUE(context.ok()) << context.error().ToString();
-    auto client = Ec2Client::Create(*context);
+    auto client = CreateClient<Ec2Client>();
     ASSERT_TRUE(client.ok()) << client.error().ToString();
     client_ = *client;
   }
 
-  std::shared_ptr<FakeTransport> transport_ = std::make_shared<FakeTransport>();
-  MapEnvironment env_{{{"AWS_CONFIG_FILE", "/dev/null"},
-                       {"AWS_SHARED_CREDENTIALS_FILE", "/dev/null"},
-                       {"AWS_EC2_METADATA_DISABLED", "true"}}};
-  FakeClock clock_;
   std::shared_ptr<Ec2Client> client_;
 };
 

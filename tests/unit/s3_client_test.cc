@@ -14,6 +14,7 @@
 #include "spotgrid/aws/sigv4.h"
 #include "spotgrid/aws/uri.h"
 #include "spotgrid/aws/xml.h"
+#include "support/client_fixture.h"
 #include "support/fake_clock.h"
 #include "support/fake_transport.h"
 #include "support/test_env.h"
@@ -23,6 +24,7 @@ namespace {
 
 using testing::FakeClock;
 using testing::FakeTransport;
+using testing::HeaderOf;
 
 constexpr char kPathStyleEndpoint[] = "http://127.0.0.1:9000";
 constexpr char kAwsEndpoint[] = "https://s3.us-east-1.amazonaws.com";
@@ -55,10 +57,6 @@ SplitUrl Split(const std::string& url) {
     }
   }
   return out;
-}
-
-std::string HeaderOf(const HttpRequest& request, std::string_view name) {
-  return FindHeader(request.headers, name).value_or("<absent>");
 }
 
 std::string QueryValue(const SplitUrl& url, const std::string& name) {

@@ -8,50 +8,30 @@
 #include <string>
 #include <vector>
 
-#include "spotgrid/aws/credentials.h"
-#include "support/fake_clock.h"
-#include "support/fake_transport.h"
+#include "support/client_fixture.h"
 
 namespace spotgrid {
 namespace {
 
 using nlohmann::json;
-using testing::FakeClock;
-using testing::FakeTransport;
+using testing::HeaderOf;
+using testing::JsonBody;
 
 constexpr char kQueueUrl[] = "https://sqs.us-east-1.amazonaws.com/123456789012/work";
 
-class SqsClientTest : public ::testing::Test {
+class SqsClientTest : public testing::FakeAwsTest {
  protected:
   void SetUp() override { MakeClient({}); }
 
   void MakeClient(SqsClientOptions options) {
-    AwsContextOptions context_options;
-    context_options.region = "us-east-1";
-    context_options.transport = transport_;
-    context_options.credentials =
-        MakeStaticCredentialsProvider({"AKIDEXAMPLE", "secret", "", std::nullopt});
-    context_options.clock = &clock_;
-    context_options.env = &env_;
-    RetryOptions retry;
-    retry.max_attempts = 3;
-    context_options.retry = retry;
-    context_options.random01 = [] { return 0.5; };
-    auto context = AwsContext::Create(context_options);
-    ASSERT_TRUE(context.ok()) << context.error().ToString();
-    auto client = SqsClient::Create(*context, options);
+    auto client = CreateClient<SqsClient>(options);
     ASSERT_TRUE(client.ok()) << client.error().ToString();
     client_ = *client;
   }
 
-  static json Body(const HttpRequest& request) { return json::parse(request.body); }
-  static std::string Target(const HttpRequest& request) {
-    return FindHeader(request.headers, "x-amz-target").value_or("");
-  }
-
   // Answers every SendMessageBatch entry as successful, MessageId = "m-" + body.
   static Result<HttpResponse> AllSuccessful(const HttpRequest& request) {
-    json body = Body(request);
+    json body = JsonBody(request);
     json successful = json::array();
     for (const json& entry : body["Entries"]) {
       successful.push_back({{"Id", entry["Id"]},
@@ -74,11 +54,6 @@ class SqsClientTest : public ::testing::Test {
     return entries;
   }
 
-  MapEnvironment env_{{{"AWS_CONFIG_FILE", "/dev/null"},
-                       {"AWS_SHARED_CREDENTIALS_FILE", "/dev/null"},
-                       {"AWS_EC2_METADATA_DISABLED", "true"}}};
-  FakeClock clock_;
-  std::shared_ptr<FakeTransport> transport_ = std::make_shared<FakeTransport>();
   std::shared_ptr<SqsClient> client_;
 };
 
@@ -97,9 +72,9 @@ TEST_F(SqsClientTest, CreateQueueSendsRedrivePolicyAsJsonStringAndLowerCaseTags)
   ASSERT_EQ(transport_->request_count(), 1u);
   HttpRequest sent = transport_->requests()[0];
   EXPECT_EQ(sent.method, "POST");
-  EXPECT_EQ(Target(sent), "AmazonSQS.CreateQueue");
+  EXPECT_EQ(HeaderOf(sent, "x-amz-target"), "AmazonSQS.CreateQueue");
   EXPECT_EQ(FindHeader(sent.headers, "content-type").value_or(""), "application/x-amz-json-1.0");
-  json body = Body(sent);
+  json body = JsonBody(sent);
   EXPECT_EQ(body["QueueName"], "work");
   EXPECT_EQ(body["Attributes"]["VisibilityTimeout"], "60");
   ASSERT_TRUE(body["Attributes"]["RedrivePolicy"].is_string());
@@ -135,7 +110,7 @@ TEST_F(SqsClientTest, GetQueueUrlReportsMissingQueueAsNotFound) {
   ASSERT_FALSE(url.ok());
   EXPECT_TRUE(url.error().IsNotFound());
   EXPECT_EQ(url.error().operation, "GetQueueUrl");
-  EXPECT_EQ(Body(transport_->requests()[0])["QueueName"], "nope");
+  EXPECT_EQ(JsonBody(transport_->requests()[0])["QueueName"], "nope");
   EXPECT_EQ(transport_->request_count(), 1u);  // not retried
 }
 
@@ -149,8 +124,8 @@ TEST_F(SqsClientTest, GetQueueAttributesReturnsStringValues) {
   ASSERT_TRUE(attributes.ok()) << attributes.error().ToString();
   EXPECT_EQ((*attributes)["QueueArn"], "arn:q");
   EXPECT_EQ((*attributes)["ApproximateNumberOfMessages"], "4");
-  json body = Body(transport_->requests()[0]);
-  EXPECT_EQ(Target(transport_->requests()[0]), "AmazonSQS.GetQueueAttributes");
+  json body = JsonBody(transport_->requests()[0]);
+  EXPECT_EQ(HeaderOf(transport_->requests()[0], "x-amz-target"), "AmazonSQS.GetQueueAttributes");
   EXPECT_EQ(body["QueueUrl"], kQueueUrl);
   EXPECT_EQ(body["AttributeNames"], json({"QueueArn", "ApproximateNumberOfMessages"}));
 }
@@ -168,8 +143,8 @@ TEST_F(SqsClientTest, SendMessageBatchSplitsTwentyFiveEntriesIntoThreeCalls) {
   std::multiset<std::size_t> sizes;
   std::set<std::string> bodies;
   for (const HttpRequest& request : requests) {
-    EXPECT_EQ(Target(request), "AmazonSQS.SendMessageBatch");
-    json body = Body(request);
+    EXPECT_EQ(HeaderOf(request, "x-amz-target"), "AmazonSQS.SendMessageBatch");
+    json body = JsonBody(request);
     EXPECT_EQ(body["QueueUrl"], kQueueUrl);
     sizes.insert(body["Entries"].size());
     for (std::size_t k = 0; k < body["Entries"].size(); ++k) {
@@ -195,7 +170,7 @@ TEST_F(SqsClientTest, SendMessageBatchKeepsEachBatchUnderThePayloadLimit) {
   ASSERT_EQ(requests.size(), 3u);
   for (const HttpRequest& request : requests) {
     std::size_t payload = 0;
-    json body = Body(request);
+    json body = JsonBody(request);
     for (const json& entry : body["Entries"]) {
       payload += entry["MessageBody"].get<std::string>().size();
     }
@@ -227,7 +202,7 @@ TEST_F(SqsClientTest, SendMessageBatchResendsOnlyFailedEntriesThatAreNotSenderFa
   ASSERT_TRUE(result.ok());
   auto requests = transport_->requests();
   ASSERT_EQ(requests.size(), 2u);
-  json retry = Body(requests[1]);
+  json retry = JsonBody(requests[1]);
   ASSERT_EQ(retry["Entries"].size(), 1u);
   EXPECT_EQ(retry["Entries"][0]["MessageBody"], "unit-3");
   EXPECT_EQ(retry["Entries"][0]["Id"], "0");
@@ -247,7 +222,7 @@ TEST_F(SqsClientTest, SendMessageBatchReportsEntriesStillFailingAfterRetryBudget
   MakeClient(options);
   transport_->SetFallback([](const HttpRequest& request) -> Result<HttpResponse> {
     json failed = json::array();
-    json body = Body(request);
+    json body = JsonBody(request);
     for (const json& entry : body["Entries"]) {
       failed.push_back({{"Id", entry["Id"]},
                         {"SenderFault", false},
@@ -311,8 +286,8 @@ TEST_F(SqsClientTest, ReceiveMessageLongPollsWithTimeoutAboveTheWait) {
   EXPECT_EQ(m.body, "hello");
   EXPECT_EQ(m.ReceiveCount(), 3);
   HttpRequest sent = transport_->requests()[0];
-  EXPECT_EQ(Target(sent), "AmazonSQS.ReceiveMessage");
-  json body = Body(sent);
+  EXPECT_EQ(HeaderOf(sent, "x-amz-target"), "AmazonSQS.ReceiveMessage");
+  json body = JsonBody(sent);
   EXPECT_EQ(body["WaitTimeSeconds"], 20);
   EXPECT_EQ(body["MaxNumberOfMessages"], 10);
   EXPECT_EQ(body["VisibilityTimeout"], 60);
@@ -347,12 +322,12 @@ TEST_F(SqsClientTest, DeleteAndVisibilityCallsUseReceiptHandles) {
   ASSERT_TRUE(client_->ChangeMessageVisibility(kQueueUrl, "rh2", 0).ok());
   ASSERT_TRUE(client_->PurgeQueue(kQueueUrl).ok());
   auto requests = transport_->requests();
-  EXPECT_EQ(Target(requests[0]), "AmazonSQS.DeleteMessage");
-  EXPECT_EQ(Body(requests[0]), json({{"QueueUrl", kQueueUrl}, {"ReceiptHandle", "rh1"}}));
-  EXPECT_EQ(Target(requests[1]), "AmazonSQS.ChangeMessageVisibility");
-  EXPECT_EQ(Body(requests[1]),
+  EXPECT_EQ(HeaderOf(requests[0], "x-amz-target"), "AmazonSQS.DeleteMessage");
+  EXPECT_EQ(JsonBody(requests[0]), json({{"QueueUrl", kQueueUrl}, {"ReceiptHandle", "rh1"}}));
+  EXPECT_EQ(HeaderOf(requests[1], "x-amz-target"), "AmazonSQS.ChangeMessageVisibility");
+  EXPECT_EQ(JsonBody(requests[1]),
             json({{"QueueUrl", kQueueUrl}, {"ReceiptHandle", "rh2"}, {"VisibilityTimeout", 0}}));
-  EXPECT_EQ(Target(requests[2]), "AmazonSQS.PurgeQueue");
+  EXPECT_EQ(HeaderOf(requests[2], "x-amz-target"), "AmazonSQS.PurgeQueue");
 }
 
 TEST_F(SqsClientTest, DeleteMessageBatchSplitsAndReportsFailuresByIndex) {
@@ -375,9 +350,9 @@ TEST_F(SqsClientTest, DeleteMessageBatchSplitsAndReportsFailuresByIndex) {
   EXPECT_EQ(result->failed[0].error.code, "ReceiptHandleIsInvalid");
   auto requests = transport_->requests();
   ASSERT_EQ(requests.size(), 2u);
-  EXPECT_EQ(Target(requests[0]), "AmazonSQS.DeleteMessageBatch");
-  EXPECT_EQ(Body(requests[0])["Entries"].size(), 10u);
-  EXPECT_EQ(Body(requests[1])["Entries"][1], json({{"Id", "1"}, {"ReceiptHandle", "rh11"}}));
+  EXPECT_EQ(HeaderOf(requests[0], "x-amz-target"), "AmazonSQS.DeleteMessageBatch");
+  EXPECT_EQ(JsonBody(requests[0])["Entries"].size(), 10u);
+  EXPECT_EQ(JsonBody(requests[1])["Entries"][1], json({{"Id", "1"}, {"ReceiptHandle", "rh11"}}));
 }
 
 TEST_F(SqsClientTest, ChangeMessageVisibilityBatchEncodesTimeouts) {
@@ -389,8 +364,8 @@ TEST_F(SqsClientTest, ChangeMessageVisibilityBatchEncodesTimeouts) {
   ASSERT_TRUE(result.ok());
   EXPECT_TRUE(result->ok());
   HttpRequest sent = transport_->requests()[0];
-  EXPECT_EQ(Target(sent), "AmazonSQS.ChangeMessageVisibilityBatch");
-  EXPECT_EQ(Body(sent)["Entries"][1],
+  EXPECT_EQ(HeaderOf(sent, "x-amz-target"), "AmazonSQS.ChangeMessageVisibilityBatch");
+  EXPECT_EQ(JsonBody(sent)["Entries"][1],
             json({{"Id", "1"}, {"ReceiptHandle", "rh1"}, {"VisibilityTimeout", 120}}));
 }
 
@@ -408,7 +383,7 @@ TEST_F(SqsClientTest, SendMessageBatchFailsOnlyTheEntryThatIsNotUtf8) {
   EXPECT_EQ(result->message_ids[0], "m-unit-0");
   EXPECT_EQ(result->message_ids[2], "m-unit-2");
   ASSERT_EQ(transport_->request_count(), 1u);
-  EXPECT_EQ(Body(transport_->requests()[0])["Entries"].size(), 2u);
+  EXPECT_EQ(JsonBody(transport_->requests()[0])["Entries"].size(), 2u);
 }
 
 TEST(SqsEncodingTest, BatchBodyEscapesLikeAnyJsonSerialiser) {

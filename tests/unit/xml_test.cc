@@ -103,5 +103,14 @@ TEST(XmlTest, EscapeRoundTripsThroughTheParser) {
   EXPECT_EQ(doc->attributes.at(0).second, text);
 }
 
+TEST(XmlTest, EscapeForTextKeepsQuotesAndKeepsCarriageReturns) {
+  EXPECT_EQ(XmlEscape("\"etag\" it's <a&b>", XmlEscapeFor::kText), "\"etag\" it's &lt;a&amp;b&gt;");
+  std::string key = "line1\r\nline2\r";
+  EXPECT_EQ(XmlEscape(key, XmlEscapeFor::kText), "line1&#13;\nline2&#13;");
+  Result<XmlElement> doc = ParseXml("<Key>" + XmlEscape(key, XmlEscapeFor::kText) + "</Key>");
+  ASSERT_TRUE(doc.ok()) << doc.error().ToString();
+  EXPECT_EQ(doc->text, key);
+}
+
 }  // namespace
 }  // namespace spotgrid

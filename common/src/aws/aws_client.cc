@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "core/strings.h"
 #include "spotgrid/aws/sigv4.h"
 #include "spotgrid/aws/uri.h"
 #include "spotgrid/aws/xml.h"
@@ -14,12 +15,6 @@
 
 namespace spotgrid {
 namespace {
-
-std::string_view TrimView(std::string_view s) {
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
-  return s;
-}
 
 // RFC 1123 date as in the HTTP Date header: "Sun, 06 Nov 1994 08:49:37 GMT". Parsed by hand
 // because strptime's %a/%b depend on the locale.
@@ -120,17 +115,45 @@ bool Is2xx(int status) { return status >= 200 && status < 300; }
 
 }  // namespace
 
+std::string RequestIdOf(const HttpResponse& response) {
+  if (auto id = response.Header("x-amzn-requestid")) return *id;
+  return response.Header("x-amz-request-id").value_or("");
+}
+
+Error InvalidRequestError(const ServiceInfo& service, std::string_view operation,
+                          std::string message) {
+  Error e = Error::InvalidInput(std::move(message));
+  e.service = std::string(service.name);
+  e.operation = std::string(operation);
+  return e;
+}
+
+Error MalformedResponseError(const ServiceInfo& service, std::string_view operation,
+                             std::string message) {
+  Error e;
+  e.category = ErrorCategory::kTransient;
+  e.service = std::string(service.name);
+  e.operation = std::string(operation);
+  e.code = "MalformedResponse";
+  e.message = std::move(message);
+  return e;
+}
+
+Error MalformedResponseError(const ServiceInfo& service, std::string_view operation,
+                             std::string message, const HttpResponse& response) {
+  Error e = MalformedResponseError(service, operation, std::move(message));
+  e.http_status = response.status;
+  e.request_id = RequestIdOf(response);
+  return e;
+}
+
 Error ParseAwsError(const ServiceInfo& service, const std::string& operation,
                     const HttpResponse& response) {
   Error e;
   e.service = std::string(service.name);
   e.operation = operation;
   e.http_status = response.status;
-  if (auto id = response.Header("x-amzn-requestid")) {
-    e.request_id = *id;
-  } else if (auto s3_id = response.Header("x-amz-request-id")) {
-    e.request_id = *s3_id;
-  }
+  e.request_id = RequestIdOf(response);
 
   std::string_view body = TrimView(response.body);
   if (body.size() <= 64 * 1024) e.response_body = std::string(body);

@@ -2,38 +2,26 @@
 #include "spotgrid/aws/aws_config.h"
 
 #include <algorithm>
-#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
 #include <sstream>
 #include <utility>
 
+#include "core/strings.h"
+
 namespace spotgrid {
 
 namespace {
 
-std::string_view Trim(std::string_view s) {
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
-  return s;
-}
-
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return out;
-}
-
-bool IsTrue(std::string_view s) { return Lower(Trim(s)) == "true"; }
+bool IsTrue(std::string_view s) { return Lower(TrimView(s)) == "true"; }
 
 // Strips a comment that starts with '#' or ';' preceded by whitespace (the SDK file-format
 // rule for values; a '#' inside a value such as a URL fragment is kept when not spaced).
 std::string_view StripInlineComment(std::string_view s) {
   for (size_t i = 1; i < s.size(); ++i) {
-    if ((s[i] == '#' || s[i] == ';') && std::isspace(static_cast<unsigned char>(s[i - 1]))) {
-      return Trim(s.substr(0, i));
+    if ((s[i] == '#' || s[i] == ';') && IsAsciiSpace(s[i - 1])) {
+      return TrimView(s.substr(0, i));
     }
   }
   return s;
@@ -100,22 +88,22 @@ Status ProfileFiles::ParseInto(std::string_view text, std::string_view source, b
     ++line_number;
     if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
 
-    std::string_view trimmed = Trim(line);
+    std::string_view trimmed = TrimView(line);
     if (trimmed.empty() || trimmed.front() == '#' || trimmed.front() == ';') {
       continue;
     }
-    const bool indented = std::isspace(static_cast<unsigned char>(line.front()));
+    const bool indented = IsAsciiSpace(line.front());
 
     if (!indented && trimmed.front() == '[') {
       size_t close = trimmed.find(']');
       if (close == std::string_view::npos) {
         return ParseError(source, line_number, "section header is missing ']'");
       }
-      std::string_view rest = Trim(trimmed.substr(close + 1));
+      std::string_view rest = TrimView(trimmed.substr(close + 1));
       if (!rest.empty() && rest.front() != '#' && rest.front() != ';') {
         return ParseError(source, line_number, "unexpected text after section header");
       }
-      std::string name(Trim(trimmed.substr(1, close - 1)));
+      std::string name(TrimView(trimmed.substr(1, close - 1)));
       if (name.empty()) return ParseError(source, line_number, "empty section name");
       in_section = true;
       last_key.clear();
@@ -125,14 +113,12 @@ Status ProfileFiles::ParseInto(std::string_view text, std::string_view source, b
         section = &out.credentials[name];
       } else if (name == "default") {
         section = &out.config["default"];
-      } else if (name.rfind("profile", 0) == 0 && name.size() > 7 &&
-                 std::isspace(static_cast<unsigned char>(name[7]))) {
-        std::string profile(Trim(std::string_view(name).substr(8)));
+      } else if (name.rfind("profile", 0) == 0 && name.size() > 7 && IsAsciiSpace(name[7])) {
+        std::string profile(TrimView(std::string_view(name).substr(8)));
         if (profile.empty()) return ParseError(source, line_number, "empty profile name");
         section = &out.config[profile];
-      } else if (name.rfind("services", 0) == 0 && name.size() > 8 &&
-                 std::isspace(static_cast<unsigned char>(name[8]))) {
-        std::string services_name(Trim(std::string_view(name).substr(9)));
+      } else if (name.rfind("services", 0) == 0 && name.size() > 8 && IsAsciiSpace(name[8])) {
+        std::string services_name(TrimView(std::string_view(name).substr(9)));
         if (services_name.empty()) {
           return ParseError(source, line_number, "empty services section name");
         }
@@ -158,9 +144,9 @@ Status ProfileFiles::ParseInto(std::string_view text, std::string_view source, b
         if (eq == std::string_view::npos) {
           return ParseError(source, line_number, "expected 'key = value' in a sub-section");
         }
-        std::string sub_key = Lower(Trim(trimmed.substr(0, eq)));
+        std::string sub_key = Lower(TrimView(trimmed.substr(0, eq)));
         if (sub_key.empty()) return ParseError(source, line_number, "empty key");
-        std::string value(StripInlineComment(Trim(trimmed.substr(eq + 1))));
+        std::string value(StripInlineComment(TrimView(trimmed.substr(eq + 1))));
         if (service_section != nullptr) (*service_section)[last_key][sub_key] = value;
         (*section)[last_key + "." + sub_key] = std::move(value);
       } else {
@@ -176,9 +162,9 @@ Status ProfileFiles::ParseInto(std::string_view text, std::string_view source, b
     if (eq == std::string_view::npos) {
       return ParseError(source, line_number, "expected 'key = value'");
     }
-    std::string key = Lower(Trim(trimmed.substr(0, eq)));
+    std::string key = Lower(TrimView(trimmed.substr(0, eq)));
     if (key.empty()) return ParseError(source, line_number, "empty key");
-    std::string value(StripInlineComment(Trim(trimmed.substr(eq + 1))));
+    std::string value(StripInlineComment(TrimView(trimmed.substr(eq + 1))));
     last_key = key;
     last_key_is_parent = value.empty();
     if (section != nullptr) (*section)[key] = std::move(value);
@@ -218,11 +204,11 @@ Result<ProfileFiles> ProfileFiles::Load(const Environment& env) {
 std::optional<std::string> ResolveRegionWithoutImds(const Environment& env,
                                                     const ProfileFiles& profiles) {
   for (const char* variable : {"AWS_REGION", "AWS_DEFAULT_REGION"}) {
-    std::string value(Trim(env.GetOr(variable, "")));
+    std::string value(TrimView(env.GetOr(variable, "")));
     if (!value.empty()) return value;
   }
   if (auto region = profiles.Get("region")) {
-    std::string value(Trim(*region));
+    std::string value(TrimView(*region));
     if (!value.empty()) return value;
   }
   return std::nullopt;
@@ -257,7 +243,7 @@ std::optional<std::pair<std::string, std::string>> ConfiguredEndpoint(
     return std::make_pair(value, std::string("AWS_ENDPOINT_URL"));
   }
   if (auto services_name = profiles.Get("services")) {
-    std::string key = "services " + std::string(Trim(*services_name));
+    std::string key = "services " + std::string(TrimView(*services_name));
     auto services = profiles.services.find(key);
     if (services != profiles.services.end()) {
       auto entry = services->second.find(std::string(service.config_key));
@@ -284,7 +270,7 @@ Result<Endpoint> ResolveEndpoint(const ServiceInfo& service, const std::string& 
   if (!IgnoreConfiguredEndpoints(env, profiles)) {
     if (auto configured = ConfiguredEndpoint(service, env, profiles)) {
       const auto& [text, origin] = *configured;
-      auto url = ParseUrl(Trim(text));
+      auto url = ParseUrl(TrimView(text));
       if (!url.ok()) {
         // ParseUrl's message quotes the URL unless it holds user info (a password).
         return Error::InvalidInput(origin + " is not a valid endpoint URL: " + url.error().message);

@@ -14,27 +14,15 @@
 #include <utility>
 
 #include "aws/credentials_json.h"
-#include "spotgrid/core/iso8601.h"
+#include "core/strings.h"
 #include "spotgrid/aws/aws_config.h"
+#include "spotgrid/core/iso8601.h"
 #include "spotgrid/core/log.h"
 #include "spotgrid/services/imds_client.h"
 
 namespace spotgrid {
 
 namespace {
-
-std::string Trim(std::string_view s) {
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
-  return std::string(s);
-}
-
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return out;
-}
 
 Error CredentialsError(ErrorCategory category, const std::string& service,
                        const std::string& operation, std::string code, std::string message,

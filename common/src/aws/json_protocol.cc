@@ -1,46 +1,55 @@
 #include "spotgrid/aws/json_protocol.h"
 
 #include <string>
+#include <utility>
 
 namespace spotgrid {
 
 Result<nlohmann::json> CallJson(AwsClient& client, std::string_view target_prefix,
-                                std::string_view operation, const nlohmann::json& body) {
-  AwsRequest request;
-  request.operation = std::string(operation);
-  request.method = "POST";
-  request.path = "/";
-  request.headers = {{"content-type", "application/x-amz-json-1.0"},
-                     {"x-amz-target", std::string(target_prefix) + "." + std::string(operation)}};
+                                std::string_view operation, const nlohmann::json& body,
+                                std::chrono::milliseconds timeout) {
+  std::string encoded;
   try {
-    request.body = body.is_null() ? "{}" : body.dump();
+    encoded = body.is_null() ? "{}" : body.dump();
   } catch (const nlohmann::json::exception& e) {
     // dump() throws on strings that are not valid UTF-8; the service would reject them too.
-    Error error = Error::InvalidInput(std::string("request is not valid JSON: ") + e.what());
-    error.service = std::string(client.service().name);
-    error.operation = request.operation;
-    return error;
+    return InvalidRequestError(client.service(), operation,
+                               std::string("request is not valid JSON: ") + e.what());
   }
+  return CallJsonEncoded(client, target_prefix, operation, std::move(encoded), timeout);
+}
+
+Result<nlohmann::json> CallJsonEncoded(AwsClient& client, std::string_view target_prefix,
+                                       std::string_view operation, std::string body,
+                                       std::chrono::milliseconds timeout) {
+  AwsRequest request;
+  request.operation = std::string(operation);
+  // method POST and path "/" are AwsRequest's defaults.
+  request.headers = {{"content-type", "application/x-amz-json-1.0"},
+                     {"x-amz-target", std::string(target_prefix) + "." + request.operation}};
+  request.body = std::move(body);
+  request.timeout = timeout;
 
   Result<HttpResponse> response = client.Send(request);
   if (!response.ok()) return response.error();
   if (response->body.empty()) return nlohmann::json::object();
   nlohmann::json result =
       nlohmann::json::parse(response->body, nullptr, /*allow_exceptions=*/false);
-  if (result.is_discarded()) {
-    Error error;
-    // A body cut short by a proxy or a reset: worth another try, like no response at all.
-    error.category = ErrorCategory::kTransient;
-    error.service = std::string(client.service().name);
-    error.operation = request.operation;
-    error.http_status = response->status;
-    error.code = "MalformedResponse";
-    error.message =
-        "response body is not valid JSON (" + std::to_string(response->body.size()) + " bytes)";
-    if (auto id = response->Header("x-amzn-requestid")) error.request_id = *id;
-    return error;
+  // Every JSON 1.0 answer is an object; anything else would make the callers' lookups throw.
+  if (!result.is_object()) {
+    return MalformedResponseError(
+        client.service(), operation,
+        "response body is not a JSON object (" + std::to_string(response->body.size()) + " bytes)",
+        *response);
   }
   return result;
+}
+
+std::string JsonString(const nlohmann::json& object, std::string_view key) {
+  if (!object.is_object()) return {};
+  auto it = object.find(key);
+  if (it == object.end() || !it->is_string()) return {};
+  return it->get<std::string>();
 }
 
 }  // namespace spotgrid

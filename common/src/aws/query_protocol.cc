@@ -1,6 +1,7 @@
 #include "spotgrid/aws/query_protocol.h"
 
 #include <string>
+#include <utility>
 
 #include "spotgrid/aws/uri.h"
 
@@ -24,17 +25,34 @@ Result<XmlElement> CallQuery(AwsClient& client, std::string_view operation,
   if (!response.ok()) return response.error();
   Result<XmlElement> doc = ParseXml(response->body);
   if (!doc.ok()) {
-    Error error;
-    error.category = ErrorCategory::kTransient;
-    error.service = std::string(client.service().name);
-    error.operation = request.operation;
-    error.http_status = response->status;
-    error.code = "MalformedResponse";
-    error.message = "response body is not valid XML: " + doc.error().message;
-    if (auto id = response->Header("x-amzn-requestid")) error.request_id = *id;
-    return error;
+    return MalformedResponseError(client.service(), operation,
+                                  "response body is not valid XML: " + doc.error().message,
+                                  *response);
   }
   return doc;
+}
+
+void AddQueryList(QueryParams& params, Protocol protocol, std::string_view name,
+                  std::span<const std::string> values) {
+  const std::string prefix =
+      std::string(name) + (protocol == Protocol::kEc2Query ? "." : ".member.");
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    params.emplace_back(prefix + std::to_string(i + 1), values[i]);
+  }
+}
+
+std::string QueryRequestId(const XmlElement& doc) {
+  std::string ec2_id = doc.ChildText("requestId");
+  if (!ec2_id.empty()) return ec2_id;
+  const XmlElement* id = doc.Find("RequestId");
+  return id == nullptr ? std::string() : id->text;
+}
+
+Error MalformedResponseError(const ServiceInfo& service, std::string_view operation,
+                             std::string message, const XmlElement& doc) {
+  Error e = MalformedResponseError(service, operation, std::move(message));
+  e.request_id = QueryRequestId(doc);
+  return e;
 }
 
 }  // namespace spotgrid

@@ -2,11 +2,11 @@
 
 #include <algorithm>
 #include <array>
-#include <cctype>
 #include <charconv>
 #include <cmath>
 #include <string>
 
+#include "core/strings.h"
 #include "spotgrid/core/log.h"
 
 namespace spotgrid {
@@ -81,12 +81,6 @@ constexpr std::array<std::string_view, 4> kSignatureCodes = {
 template <std::size_t N>
 bool Contains(const std::array<std::string_view, N>& set, std::string_view code) {
   return std::find(set.begin(), set.end(), code) != set.end();
-}
-
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
 }
 
 bool MentionsTime(std::string_view message) {

@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/strings.h"
 #include "spotgrid/aws/uri.h"
 
 namespace spotgrid {
@@ -32,25 +33,13 @@ const EVP_MD* Sha256Md() {
   return md != nullptr ? md : EVP_sha256();
 }
 
-std::string ToLower(std::string_view in) {
-  std::string out(in);
-  for (char& c : out) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  }
-  return out;
-}
-
-bool IsSpace(char c) {
-  return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\v' || c == '\f';
-}
-
 // Trims and squeezes every whitespace run (folded line breaks included) to one space.
 std::string TrimAll(std::string_view value) {
   std::string out;
   out.reserve(value.size());
   bool pending_space = false;
   for (char c : value) {
-    if (IsSpace(c)) {
+    if (IsAsciiSpace(c)) {
       pending_space = !out.empty();
     } else {
       if (pending_space) out.push_back(' ');
@@ -75,7 +64,7 @@ CanonicalHeaders Canonicalize(const Headers& headers) {
   std::vector<std::pair<std::string, std::string>> lines;
   lines.reserve(headers.size());
   for (const auto& [name, value] : headers) {
-    std::string lower = ToLower(TrimAll(name));
+    std::string lower = Lower(TrimAll(name));
     if (lower.empty() || IsUnsignedHeader(lower)) continue;
     lines.emplace_back(std::move(lower), TrimAll(value));
   }

@@ -296,7 +296,8 @@ const XmlElement* XmlElement::Find(std::string_view wanted) const {
 
 Result<XmlElement> ParseXml(std::string_view document) { return Parser(document).ParseDocument(); }
 
-std::string XmlEscape(std::string_view text) {
+std::string XmlEscape(std::string_view text, XmlEscapeFor target) {
+  const bool quotes = target == XmlEscapeFor::kAttribute;
   std::string out;
   out.reserve(text.size());
   for (char c : text) {
@@ -311,13 +312,12 @@ std::string XmlEscape(std::string_view text) {
         out += "&gt;";
         break;
       case '"':
-        out += "&quot;";
+        out += quotes ? "&quot;" : "\"";
         break;
       case '\'':
-        out += "&apos;";
+        out += quotes ? "&apos;" : "'";
         break;
       case '\r':
-        // A literal CR would be normalised away by the receiving parser.
         out += "&#13;";
         break;
       default:

@@ -5,12 +5,13 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
-#include <cctype>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <mutex>
 #include <vector>
+
+#include "core/strings.h"
 
 namespace spotgrid {
 namespace {
@@ -38,20 +39,15 @@ struct CurlSlist {
   }
 };
 
-std::string Trim(std::string_view s) {
+// HTTP optional whitespace around a header value (and the line's CRLF); unlike TrimView it
+// leaves other control characters alone.
+std::string TrimHeaderField(std::string_view s) {
   std::size_t b = 0, e = s.size();
   while (b < e && (s[b] == ' ' || s[b] == '\t')) ++b;
   while (e > b && (s[e - 1] == ' ' || s[e - 1] == '\t' || s[e - 1] == '\r' || s[e - 1] == '\n')) {
     --e;
   }
   return std::string(s.substr(b, e - b));
-}
-
-bool IEquals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return std::tolower(static_cast<unsigned char>(x)) ==
-                  std::tolower(static_cast<unsigned char>(y));
-         });
 }
 
 // Everything the callbacks of one transfer need.
@@ -123,8 +119,8 @@ std::size_t HeaderCallback(char* buffer, std::size_t size, std::size_t nitems, v
   auto colon = line.find(':');
   if (colon == std::string_view::npos) return n;  // blank line or junk
   std::string name(line.substr(0, colon));
-  for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  t->response->headers.emplace_back(Trim(name), Trim(line.substr(colon + 1)));
+  for (char& c : name) c = AsciiLower(c);
+  t->response->headers.emplace_back(TrimHeaderField(name), TrimHeaderField(line.substr(colon + 1)));
   return n;
 }
 
@@ -360,8 +356,8 @@ Result<HttpResponse> CurlTransport::Send(const HttpRequest& request) {
       return TransportError(ErrorCategory::kInvalidInput, "InvalidHeader",
                             "header " + name + " contains a line break or colon");
     }
-    if (IEquals(name, "content-type")) has_content_type = true;
-    if (IEquals(name, "accept")) has_accept = true;
+    if (EqualsIgnoreCase(name, "content-type")) has_content_type = true;
+    if (EqualsIgnoreCase(name, "accept")) has_accept = true;
     // "Name;" is curl's syntax for a header with an empty value.
     bool ok = value.empty() ? headers.Append(name + ";") : headers.Append(name + ": " + value);
     if (!ok) return TransportError(ErrorCategory::kTransient, "TransportError", "out of memory");

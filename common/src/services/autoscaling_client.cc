@@ -5,8 +5,8 @@
 #include <string>
 #include <utility>
 
-#include "spotgrid/core/iso8601.h"
 #include "spotgrid/aws/query_protocol.h"
+#include "spotgrid/core/iso8601.h"
 
 namespace spotgrid {
 namespace {
@@ -17,26 +17,11 @@ constexpr size_t kMaxIdsPerCall = 50;
 constexpr int kMaxPages = 1000;
 
 Error InvalidInput(std::string_view operation, std::string message) {
-  Error e = Error::InvalidInput(std::move(message));
-  e.service = std::string(kAutoScalingService.name);
-  e.operation = std::string(operation);
-  return e;
-}
-
-std::string RequestId(const XmlElement& doc) {
-  const XmlElement* id = doc.Find("RequestId");
-  return id == nullptr ? std::string() : id->text;
+  return InvalidRequestError(kAutoScalingService, operation, std::move(message));
 }
 
 Error Malformed(std::string_view operation, std::string message, const XmlElement& doc) {
-  Error e;
-  e.category = ErrorCategory::kTransient;  // a cut-short body: worth another try
-  e.service = std::string(kAutoScalingService.name);
-  e.operation = std::string(operation);
-  e.code = "MalformedResponse";
-  e.message = std::move(message);
-  e.request_id = RequestId(doc);
-  return e;
+  return MalformedResponseError(kAutoScalingService, operation, std::move(message), doc);
 }
 
 // The <OpResult> element of an AWS Query response (or the document if it has none, which
@@ -44,16 +29,6 @@ Error Malformed(std::string_view operation, std::string message, const XmlElemen
 const XmlElement& ResultOf(const XmlElement& doc, std::string_view operation) {
   const XmlElement* result = doc.Find(std::string(operation) + "Result");
   return result == nullptr ? doc : *result;
-}
-
-// "Name.member.1=a&Name.member.2=b".
-void AddMembers(QueryParams& params, const std::string& name,
-                std::vector<std::string>::const_iterator begin,
-                std::vector<std::string>::const_iterator end) {
-  int n = 1;
-  for (auto it = begin; it != end; ++it, ++n) {
-    params.emplace_back(name + ".member." + std::to_string(n), *it);
-  }
 }
 
 const char* Bool(bool value) { return value ? "true" : "false"; }
@@ -133,7 +108,8 @@ Status AutoScalingClient::SetInstanceProtection(const std::string& auto_scaling_
   for (size_t start = 0; start < instance_ids.size(); start += kMaxIdsPerCall) {
     size_t end = std::min(instance_ids.size(), start + kMaxIdsPerCall);
     QueryParams params;
-    AddMembers(params, "InstanceIds", instance_ids.begin() + start, instance_ids.begin() + end);
+    AddQueryList(params, Protocol::kQuery, "InstanceIds",
+                 std::span(instance_ids).subspan(start, end - start));
     params.emplace_back("AutoScalingGroupName", auto_scaling_group_name);
     params.emplace_back("ProtectedFromScaleIn", Bool(protected_from_scale_in));
     Result<XmlElement> doc = CallQuery(*client_, kOp, kApiVersion, params);
@@ -155,7 +131,8 @@ Result<std::vector<AutoScalingInstance>> AutoScalingClient::DescribeAutoScalingI
     std::string token;
     for (int page = 1;; ++page) {
       QueryParams params;
-      AddMembers(params, "InstanceIds", instance_ids.begin() + start, instance_ids.begin() + end);
+      AddQueryList(params, Protocol::kQuery, "InstanceIds",
+                   std::span(instance_ids).subspan(start, end - start));
       if (!token.empty()) params.emplace_back("NextToken", token);
       Result<XmlElement> doc = CallQuery(*client_, kOp, kApiVersion, params);
       if (!doc.ok()) return doc.error();

@@ -8,6 +8,7 @@
 #include <thread>
 #include <utility>
 
+#include "core/parallel_for.h"
 #include "services/json_writer.h"
 #include "spotgrid/aws/json_protocol.h"
 #include "spotgrid/aws/service.h"
@@ -20,54 +21,6 @@ using nlohmann::json;
 constexpr std::string_view kTargetPrefix = "DynamoDB_20120810";
 constexpr std::size_t kMaxBatchWrite = 25;
 
-Error MalformedResponse(std::string_view operation, std::string_view what) {
-  Error error;
-  error.category = ErrorCategory::kTransient;
-  error.service = "DynamoDB";
-  error.operation = std::string(operation);
-  error.code = "MalformedResponse";
-  error.message = std::string(what);
-  return error;
-}
-
-// CallJson, with any nlohmann exception (e.g. a string that is not valid UTF-8 cannot be
-// serialised) turned into an Error so none crosses this module's boundary.
-Result<json> Call(AwsClient& client, std::string_view operation, const json& body) {
-  try {
-    return CallJson(client, kTargetPrefix, operation, body);
-  } catch (const json::exception& e) {
-    return Error::InvalidInput(std::string("DynamoDB ") + std::string(operation) + ": " + e.what());
-  }
-}
-
-// CallJson's job for a body that is already encoded: BatchWriteItem writes its bodies
-// directly (json_writer.h).
-Result<json> CallEncoded(AwsClient& client, std::string_view operation, std::string body) {
-  AwsRequest request;
-  request.operation = std::string(operation);
-  request.headers = {{"content-type", "application/x-amz-json-1.0"},
-                     {"x-amz-target", std::string(kTargetPrefix) + "." + request.operation}};
-  request.body = std::move(body);
-  auto response = client.Send(request);
-  if (!response.ok()) return response.error();
-  if (response->body.empty()) return json::object();
-  json doc = json::parse(response->body, nullptr, /*allow_exceptions=*/false);
-  if (!doc.is_object()) {
-    Error error = MalformedResponse(operation, "response body is not a JSON object");
-    error.http_status = response->status;
-    if (auto id = response->Header("x-amzn-requestid")) error.request_id = *id;
-    return error;
-  }
-  return doc;
-}
-
-Error NotUtf8(std::string_view operation) {
-  Error error = Error::InvalidInput("request holds a string that is not valid UTF-8");
-  error.service = "DynamoDB";
-  error.operation = std::string(operation);
-  return error;
-}
-
 // {"RequestItems":{"<table>":<requests>}} where append(out) writes the request list.
 template <typename AppendRequests>
 bool AppendBatchWrite(std::string& out, const std::string& table, AppendRequests&& append) {
@@ -77,31 +30,6 @@ bool AppendBatchWrite(std::string& out, const std::string& table, AppendRequests
   if (!append(out)) return false;
   out += "}}";
   return true;
-}
-
-std::string GetString(const json& object, const char* key) {
-  auto it = object.find(key);
-  if (it == object.end() || !it->is_string()) return {};
-  return it->get<std::string>();
-}
-
-// Runs fn(0..n-1) on up to `concurrency` threads; returns when all are done.
-template <typename Fn>
-void ParallelFor(std::size_t n, int concurrency, Fn&& fn) {
-  std::size_t threads =
-      std::min<std::size_t>(n, static_cast<std::size_t>(std::max(1, concurrency)));
-  if (threads <= 1) {
-    for (std::size_t i = 0; i < n; ++i) fn(i);
-    return;
-  }
-  std::atomic<std::size_t> next{0};
-  auto worker = [&] {
-    for (std::size_t i = next++; i < n; i = next++) fn(i);
-  };
-  std::vector<std::jthread> pool;
-  pool.reserve(threads - 1);
-  for (std::size_t t = 1; t < threads; ++t) pool.emplace_back(worker);
-  worker();
 }
 
 void AddKeyAttribute(json& definitions, const KeyAttribute& key) {
@@ -118,11 +46,12 @@ json KeySchema(const KeyAttribute& partition, const std::optional<KeyAttribute>&
 }
 
 Result<TableDescription> ParseTable(std::string_view operation, const json& table) {
-  if (!table.is_object()) return MalformedResponse(operation, "no table description");
+  if (!table.is_object())
+    return MalformedResponseError(kDynamoDbService, operation, "no table description");
   TableDescription out;
-  out.name = GetString(table, "TableName");
-  out.status = GetString(table, "TableStatus");
-  out.arn = GetString(table, "TableArn");
+  out.name = JsonString(table, "TableName");
+  out.status = JsonString(table, "TableStatus");
+  out.arn = JsonString(table, "TableArn");
   if (auto it = table.find("ItemCount"); it != table.end() && it->is_number()) {
     out.item_count = it->get<std::int64_t>();
   }
@@ -130,13 +59,14 @@ Result<TableDescription> ParseTable(std::string_view operation, const json& tabl
     // HASH first, then RANGE, whatever order the service lists them in.
     for (const char* type : {"HASH", "RANGE"}) {
       for (const json& k : *it) {
-        if (GetString(k, "KeyType") == type) out.key_names.push_back(GetString(k, "AttributeName"));
+        if (JsonString(k, "KeyType") == type)
+          out.key_names.push_back(JsonString(k, "AttributeName"));
       }
     }
   }
   if (auto it = table.find("GlobalSecondaryIndexes"); it != table.end() && it->is_array()) {
     for (const json& index : *it) {
-      out.index_status[GetString(index, "IndexName")] = GetString(index, "IndexStatus");
+      out.index_status[JsonString(index, "IndexName")] = JsonString(index, "IndexStatus");
     }
   }
   return out;
@@ -173,6 +103,38 @@ Error TimeoutError(const std::string& table, std::chrono::milliseconds timeout,
   return error;
 }
 
+// The members Query and Scan requests share (object members are unordered, so they may be
+// added in any order).
+template <typename Request>
+void AddReadMembers(json& body, const Request& request) {
+  if (!request.index_name.empty()) body["IndexName"] = request.index_name;
+  if (!request.filter_expression.empty()) body["FilterExpression"] = request.filter_expression;
+  if (!request.projection_expression.empty()) {
+    body["ProjectionExpression"] = request.projection_expression;
+  }
+  AddExpressionMembers(body, request.names, request.values);
+  if (request.limit) body["Limit"] = *request.limit;
+  if (request.consistent_read) body["ConsistentRead"] = true;
+  if (request.exclusive_start_key.is_object()) {
+    body["ExclusiveStartKey"] = request.exclusive_start_key;
+  }
+}
+
+// Runs `paginate(on_page)` with an on_page that collects every item of every page (pages may
+// arrive from several threads at once).
+template <typename Paginate>
+Result<std::vector<json>> AllItems(Paginate&& paginate) {
+  std::mutex mu;
+  std::vector<json> items;
+  Status status = paginate([&](Page& page) {
+    std::lock_guard<std::mutex> lock(mu);
+    for (json& item : page.items) items.push_back(std::move(item));
+    return true;
+  });
+  if (!status.ok()) return status.error();
+  return items;
+}
+
 }  // namespace
 
 namespace ddb {
@@ -195,44 +157,53 @@ const json* Get(const json& item, std::string_view name) {
   return it == item.end() ? nullptr : &*it;
 }
 
-std::optional<std::string> GetS(const json& item, std::string_view name) {
+namespace {
+
+// The value inside attribute `name`'s {"<type>": value} wrapper, or nullptr.
+const json* Typed(const json& item, std::string_view name, std::string_view type) {
   const json* value = Get(item, name);
-  if (value == nullptr || !value->is_object()) return std::nullopt;
-  auto it = value->find("S");
-  if (it == value->end() || !it->is_string()) return std::nullopt;
-  return it->get<std::string>();
+  if (value == nullptr || !value->is_object()) return nullptr;
+  auto it = value->find(type);
+  return it == value->end() ? nullptr : &*it;
+}
+
+// The text of a number attribute ({"N": "..."}), or nullptr.
+const std::string* NumberText(const json& item, std::string_view name) {
+  const json* value = Typed(item, name, "N");
+  if (value == nullptr || !value->is_string()) return nullptr;
+  return &value->get_ref<const std::string&>();
+}
+
+}  // namespace
+
+std::optional<std::string> GetS(const json& item, std::string_view name) {
+  const json* value = Typed(item, name, "S");
+  if (value == nullptr || !value->is_string()) return std::nullopt;
+  return value->get<std::string>();
 }
 
 std::optional<std::int64_t> GetInt(const json& item, std::string_view name) {
-  const json* value = Get(item, name);
-  if (value == nullptr || !value->is_object()) return std::nullopt;
-  auto it = value->find("N");
-  if (it == value->end() || !it->is_string()) return std::nullopt;
-  const std::string& s = it->get_ref<const std::string&>();
+  const std::string* s = NumberText(item, name);
+  if (s == nullptr) return std::nullopt;
   std::int64_t out = 0;
-  auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
-  if (ec != std::errc() || ptr != s.data() + s.size()) return std::nullopt;
+  auto [ptr, ec] = std::from_chars(s->data(), s->data() + s->size(), out);
+  if (ec != std::errc() || ptr != s->data() + s->size()) return std::nullopt;
   return out;
 }
 
 std::optional<double> GetDouble(const json& item, std::string_view name) {
-  const json* value = Get(item, name);
-  if (value == nullptr || !value->is_object()) return std::nullopt;
-  auto it = value->find("N");
-  if (it == value->end() || !it->is_string()) return std::nullopt;
-  const std::string& s = it->get_ref<const std::string&>();
+  const std::string* s = NumberText(item, name);
+  if (s == nullptr) return std::nullopt;
   char* end = nullptr;
-  double out = std::strtod(s.c_str(), &end);
-  if (s.empty() || end != s.c_str() + s.size()) return std::nullopt;
+  double out = std::strtod(s->c_str(), &end);
+  if (s->empty() || end != s->c_str() + s->size()) return std::nullopt;
   return out;
 }
 
 std::optional<bool> GetBool(const json& item, std::string_view name) {
-  const json* value = Get(item, name);
-  if (value == nullptr || !value->is_object()) return std::nullopt;
-  auto it = value->find("BOOL");
-  if (it == value->end() || !it->is_boolean()) return std::nullopt;
-  return it->get<bool>();
+  const json* value = Typed(item, name, "BOOL");
+  if (value == nullptr || !value->is_boolean()) return std::nullopt;
+  return value->get<bool>();
 }
 
 }  // namespace ddb
@@ -283,41 +254,24 @@ Result<std::string> EncodeBatchWriteItem(const std::string& table,
     o.push_back(']');
     return true;
   });
-  if (!ok) return NotUtf8("BatchWriteItem");
+  if (!ok) {
+    return InvalidRequestError(kDynamoDbService, "BatchWriteItem",
+                               "request holds a string that is not valid UTF-8");
+  }
   return out;
 }
 
 json EncodeQuery(const QueryRequest& request) {
   json body = {{"TableName", request.table},
                {"KeyConditionExpression", request.key_condition_expression}};
-  if (!request.index_name.empty()) body["IndexName"] = request.index_name;
-  if (!request.filter_expression.empty()) body["FilterExpression"] = request.filter_expression;
-  if (!request.projection_expression.empty()) {
-    body["ProjectionExpression"] = request.projection_expression;
-  }
-  AddExpressionMembers(body, request.names, request.values);
-  if (request.limit) body["Limit"] = *request.limit;
+  AddReadMembers(body, request);
   if (!request.scan_forward) body["ScanIndexForward"] = false;
-  if (request.consistent_read) body["ConsistentRead"] = true;
-  if (request.exclusive_start_key.is_object()) {
-    body["ExclusiveStartKey"] = request.exclusive_start_key;
-  }
   return body;
 }
 
 json EncodeScan(const ScanRequest& request) {
   json body = {{"TableName", request.table}};
-  if (!request.index_name.empty()) body["IndexName"] = request.index_name;
-  if (!request.filter_expression.empty()) body["FilterExpression"] = request.filter_expression;
-  if (!request.projection_expression.empty()) {
-    body["ProjectionExpression"] = request.projection_expression;
-  }
-  AddExpressionMembers(body, request.names, request.values);
-  if (request.limit) body["Limit"] = *request.limit;
-  if (request.consistent_read) body["ConsistentRead"] = true;
-  if (request.exclusive_start_key.is_object()) {
-    body["ExclusiveStartKey"] = request.exclusive_start_key;
-  }
+  AddReadMembers(body, request);
   if (request.segment && request.total_segments) {
     body["Segment"] = *request.segment;
     body["TotalSegments"] = *request.total_segments;
@@ -336,18 +290,20 @@ DynamoDbClient::DynamoDbClient(std::shared_ptr<AwsClient> client, DynamoDbClient
     : client_(std::move(client)), options_(options) {}
 
 Result<TableDescription> DynamoDbClient::CreateTable(const TableSpec& spec) {
-  auto response = Call(*client_, "CreateTable", EncodeCreateTable(spec));
+  auto response = CallJson(*client_, kTargetPrefix, "CreateTable", EncodeCreateTable(spec));
   if (!response.ok()) return response.error();
   auto it = response->find("TableDescription");
-  if (it == response->end()) return MalformedResponse("CreateTable", "no TableDescription");
+  if (it == response->end())
+    return MalformedResponseError(kDynamoDbService, "CreateTable", "no TableDescription");
   return ParseTable("CreateTable", *it);
 }
 
 Result<TableDescription> DynamoDbClient::DescribeTable(const std::string& table) {
-  auto response = Call(*client_, "DescribeTable", json{{"TableName", table}});
+  auto response = CallJson(*client_, kTargetPrefix, "DescribeTable", json{{"TableName", table}});
   if (!response.ok()) return response.error();
   auto it = response->find("Table");
-  if (it == response->end()) return MalformedResponse("DescribeTable", "no Table");
+  if (it == response->end())
+    return MalformedResponseError(kDynamoDbService, "DescribeTable", "no Table");
   return ParseTable("DescribeTable", *it);
 }
 
@@ -356,7 +312,7 @@ Status DynamoDbClient::DeleteTable(const std::string& table) {
     std::lock_guard<std::mutex> lock(mu_);
     key_names_.erase(table);
   }
-  return Call(*client_, "DeleteTable", json{{"TableName", table}}).status();
+  return CallJson(*client_, kTargetPrefix, "DeleteTable", json{{"TableName", table}}).status();
 }
 
 Status DynamoDbClient::WaitUntilActive(const std::string& table,
@@ -389,7 +345,7 @@ Result<std::optional<json>> DynamoDbClient::GetItem(const std::string& table, co
                                                     bool consistent_read) {
   json body = {{"TableName", table}, {"Key", key}};
   if (consistent_read) body["ConsistentRead"] = true;
-  auto response = Call(*client_, "GetItem", body);
+  auto response = CallJson(*client_, kTargetPrefix, "GetItem", body);
   if (!response.ok()) return response.error();
   auto it = response->find("Item");
   if (it == response->end() || !it->is_object()) return std::optional<json>();
@@ -403,7 +359,8 @@ Result<std::vector<std::string>> DynamoDbClient::KeyNames(const std::string& tab
   }
   auto description = DescribeTable(table);
   if (!description.ok()) return description.error();
-  if (description->key_names.empty()) return MalformedResponse("DescribeTable", "no KeySchema");
+  if (description->key_names.empty())
+    return MalformedResponseError(kDynamoDbService, "DescribeTable", "no KeySchema");
   std::lock_guard<std::mutex> lock(mu_);
   key_names_[table] = description->key_names;
   return description->key_names;
@@ -420,7 +377,7 @@ WriteResult DynamoDbClient::Write(std::string_view operation, const std::string&
     body["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD";
   }
   WriteResult result;
-  auto response = Call(*client_, operation, body);
+  auto response = CallJson(*client_, kTargetPrefix, operation, body);
   if (response.ok()) {
     if (auto it = response->find("Attributes"); it != response->end() && it->is_object()) {
       result.attributes = std::move(*it);
@@ -499,7 +456,7 @@ BatchWriteResult DynamoDbClient::BatchWriteItem(const std::string& table,
     std::string body = encoded.ok() ? std::move(encoded.value()) : std::string();
     json pending;  // what `body` holds after the first round (null: the whole chunk)
     for (int round = 0; encoded.ok(); ++round) {
-      auto response = CallEncoded(*client_, "BatchWriteItem", body);
+      auto response = CallJsonEncoded(*client_, kTargetPrefix, "BatchWriteItem", body);
       if (!response.ok()) {
         failure = response.error();
         left = pending.is_null() ? chunk_json() : std::move(pending);
@@ -527,11 +484,82 @@ BatchWriteResult DynamoDbClient::BatchWriteItem(const std::string& table,
   return result;
 }
 
+BatchWriteResult DynamoDb::BatchPutEncoded(const std::string& table,
+                                           std::span<const std::string> items) {
+  std::vector<WriteRequest> requests;
+  requests.reserve(items.size());
+  for (const std::string& item : items) {
+    requests.push_back(WriteRequest::Put(json::parse(item, nullptr, false)));
+  }
+  return BatchWriteItem(table, requests);
+}
+
+BatchWriteResult DynamoDbClient::BatchPutEncoded(const std::string& table,
+                                                 std::span<const std::string> items) {
+  const std::size_t batches = (items.size() + kMaxBatchWrite - 1) / kMaxBatchWrite;
+  std::mutex mu;
+  BatchWriteResult result;
+  ParallelFor(batches, options_.batch_concurrency, [&](std::size_t b) {
+    std::span<const std::string> chunk = items.subspan(
+        b * kMaxBatchWrite, std::min(kMaxBatchWrite, items.size() - b * kMaxBatchWrite));
+    std::size_t size = 64 + table.size();
+    for (const std::string& item : chunk) size += item.size() + 32;
+    std::string body;
+    body.reserve(size);
+    AppendBatchWrite(body, table, [&](std::string& o) {
+      o.push_back('[');
+      for (std::size_t k = 0; k < chunk.size(); ++k) {
+        if (k > 0) o.push_back(',');
+        o += "{\"PutRequest\":{\"Item\":";
+        o += chunk[k];
+        o += "}}";
+      }
+      o.push_back(']');
+      return true;
+    });
+    std::optional<Error> failure;
+    std::vector<WriteRequest> left;
+    json pending;  // what `body` holds after the first round (null: the whole chunk)
+    for (int round = 0;; ++round) {
+      auto response = CallJsonEncoded(*client_, kTargetPrefix, "BatchWriteItem", body);
+      if (!response.ok()) {
+        failure = response.error();
+        if (pending.is_null()) {
+          for (const std::string& item : chunk) {
+            left.push_back(WriteRequest::Put(json::parse(item, nullptr, false)));
+          }
+        } else {
+          for (json& entry : pending) left.push_back(FromRequestJson(std::move(entry)));
+        }
+        break;
+      }
+      auto unprocessed = response->find("UnprocessedItems");
+      if (unprocessed == response->end() || !unprocessed->is_object()) break;
+      auto mine = unprocessed->find(table);
+      if (mine == unprocessed->end() || !mine->is_array() || mine->empty()) break;
+      if (round >= options_.max_unprocessed_retries) {
+        for (json& entry : *mine) left.push_back(FromRequestJson(std::move(entry)));
+        break;
+      }
+      client_->context().clock().SleepFor(client_->context().retry().Backoff(round + 1));
+      pending = std::move(*mine);
+      body.clear();
+      AppendBatchWrite(body, table,
+                       [&](std::string& o) { return json_writer::AppendValue(o, pending); });
+    }
+    if (left.empty()) return;
+    std::lock_guard<std::mutex> lock(mu);
+    for (WriteRequest& request : left) result.unprocessed.push_back(std::move(request));
+    if (failure && result.status.ok()) result.status = *failure;
+  });
+  return result;
+}
+
 Status DynamoDbClient::Paginate(std::string_view operation, json body, int segment,
                                 const PageCallback& on_page, const std::atomic<bool>* stop) {
   while (true) {
     if (stop != nullptr && stop->load()) return Status::Ok();
-    auto response = Call(*client_, operation, body);
+    auto response = CallJson(*client_, kTargetPrefix, operation, body);
     if (!response.ok()) return response.error();
     Page page;
     page.segment = segment;
@@ -554,13 +582,7 @@ Status DynamoDbClient::Query(const QueryRequest& request, const PageCallback& on
 }
 
 Result<std::vector<json>> DynamoDbClient::QueryAll(const QueryRequest& request) {
-  std::vector<json> items;
-  Status status = Query(request, [&](Page& page) {
-    for (json& item : page.items) items.push_back(std::move(item));
-    return true;
-  });
-  if (!status.ok()) return status.error();
-  return items;
+  return AllItems([&](const PageCallback& on_page) { return Query(request, on_page); });
 }
 
 Status DynamoDbClient::Scan(const ScanRequest& request, const PageCallback& on_page) {
@@ -568,13 +590,7 @@ Status DynamoDbClient::Scan(const ScanRequest& request, const PageCallback& on_p
 }
 
 Result<std::vector<json>> DynamoDbClient::ScanAll(const ScanRequest& request) {
-  std::vector<json> items;
-  Status status = Scan(request, [&](Page& page) {
-    for (json& item : page.items) items.push_back(std::move(item));
-    return true;
-  });
-  if (!status.ok()) return status.error();
-  return items;
+  return AllItems([&](const PageCallback& on_page) { return Scan(request, on_page); });
 }
 
 Status DynamoDbClient::ParallelScan(const ScanRequest& request, int segments,
@@ -606,15 +622,8 @@ Status DynamoDbClient::ParallelScan(const ScanRequest& request, int segments,
 
 Result<std::vector<json>> DynamoDbClient::ParallelScanAll(const ScanRequest& request,
                                                           int segments) {
-  std::mutex mu;
-  std::vector<json> items;
-  Status status = ParallelScan(request, segments, [&](Page& page) {
-    std::lock_guard<std::mutex> lock(mu);
-    for (json& item : page.items) items.push_back(std::move(item));
-    return true;
-  });
-  if (!status.ok()) return status.error();
-  return items;
+  return AllItems(
+      [&](const PageCallback& on_page) { return ParallelScan(request, segments, on_page); });
 }
 
 }  // namespace spotgrid

@@ -6,8 +6,8 @@
 #include <string>
 #include <utility>
 
-#include "spotgrid/core/iso8601.h"
 #include "spotgrid/aws/query_protocol.h"
+#include "spotgrid/core/iso8601.h"
 
 namespace spotgrid {
 namespace {
@@ -16,36 +16,17 @@ namespace {
 constexpr size_t kMaxTerminateIds = 1000;
 
 Error InvalidInput(std::string_view operation, std::string message) {
-  Error e = Error::InvalidInput(std::move(message));
-  e.service = std::string(kEc2Service.name);
-  e.operation = std::string(operation);
-  return e;
+  return InvalidRequestError(kEc2Service, operation, std::move(message));
 }
 
-// A 2xx response whose document lacks what the operation always returns: most likely a body
-// cut short or a proxy's page, so worth another try like no response at all.
 Error Malformed(std::string_view operation, std::string message, const XmlElement& doc) {
-  Error e;
-  e.category = ErrorCategory::kTransient;
-  e.service = std::string(kEc2Service.name);
-  e.operation = std::string(operation);
-  e.code = "MalformedResponse";
-  e.message = std::move(message);
-  e.request_id = doc.ChildText("requestId");
-  return e;
+  return MalformedResponseError(kEc2Service, operation, std::move(message), doc);
 }
 
 int ParseInt(const std::string& text) {
   int value = 0;
   std::from_chars(text.data(), text.data() + text.size(), value);
   return value;
-}
-
-// "Name.1=a&Name.2=b": EC2 lists start at 1 and have no ".member".
-void AddList(QueryParams& params, const std::string& name, const std::vector<std::string>& values) {
-  for (size_t i = 0; i < values.size(); ++i) {
-    params.emplace_back(name + "." + std::to_string(i + 1), values[i]);
-  }
 }
 
 }  // namespace
@@ -64,7 +45,8 @@ Result<std::vector<InstanceStateChange>> Ec2Client::TerminateInstances(
   for (size_t start = 0; start < instance_ids.size(); start += kMaxTerminateIds) {
     size_t end = std::min(instance_ids.size(), start + kMaxTerminateIds);
     QueryParams params;
-    AddList(params, "InstanceId", {instance_ids.begin() + start, instance_ids.begin() + end});
+    AddQueryList(params, Protocol::kEc2Query, "InstanceId",
+                 std::span(instance_ids).subspan(start, end - start));
     Result<XmlElement> doc = CallQuery(*client_, kOp, kApiVersion, params);
     if (!doc.ok()) return doc.error();
     const XmlElement* set = doc->Find("instancesSet");
@@ -92,7 +74,7 @@ Status Ec2Client::CreateTags(const std::vector<std::string>& resource_ids,
   if (resource_ids.empty()) return InvalidInput(kOp, "no resource ids given");
   if (tags.empty()) return InvalidInput(kOp, "no tags given");
   QueryParams params;
-  AddList(params, "ResourceId", resource_ids);
+  AddQueryList(params, Protocol::kEc2Query, "ResourceId", resource_ids);
   for (size_t i = 0; i < tags.size(); ++i) {
     if (tags[i].key.empty()) return InvalidInput(kOp, "tag " + std::to_string(i) + " has no key");
     std::string prefix = "Tag." + std::to_string(i + 1);
@@ -120,10 +102,10 @@ Result<SpotPricePage> Ec2Client::DescribeSpotPriceHistoryPage(const SpotPriceQue
     params.emplace_back("AvailabilityZone", query.availability_zone);
   }
   if (query.end_time) params.emplace_back("EndTime", FormatIso8601(*query.end_time));
-  AddList(params, "InstanceType", query.instance_types);
+  AddQueryList(params, Protocol::kEc2Query, "InstanceType", query.instance_types);
   if (query.max_results > 0) params.emplace_back("MaxResults", std::to_string(query.max_results));
   if (!next_token.empty()) params.emplace_back("NextToken", next_token);
-  AddList(params, "ProductDescription", query.product_descriptions);
+  AddQueryList(params, Protocol::kEc2Query, "ProductDescription", query.product_descriptions);
   if (query.start_time) {
     params.emplace_back("StartTime", FormatIso8601(*query.start_time));
   }

@@ -2,13 +2,13 @@
 #include "spotgrid/services/imds_client.h"
 
 #include <algorithm>
-#include <cctype>
 #include <charconv>
 #include <cmath>
 #include <nlohmann/json.hpp>
 #include <utility>
 
 #include "aws/credentials_json.h"
+#include "core/strings.h"
 #include "spotgrid/aws/aws_client.h"
 
 namespace spotgrid {
@@ -20,19 +20,6 @@ constexpr std::string_view kTokenTtlHeader = "X-aws-ec2-metadata-token-ttl-secon
 constexpr std::string_view kTokenHeader = "X-aws-ec2-metadata-token";
 // Renew the session token this long before IMDS would stop accepting it.
 constexpr std::chrono::seconds kTokenRenewMargin{300};
-
-std::string Trim(std::string_view s) {
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
-  return std::string(s);
-}
-
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return out;
-}
 
 Error ImdsError(ErrorCategory category, const std::string& operation, int http_status,
                 std::string code, std::string message) {

@@ -21,6 +21,7 @@
 #include <thread>
 #include <utility>
 
+#include "core/strings.h"
 #include "spotgrid/aws/retry.h"
 #include "spotgrid/aws/uri.h"
 #include "spotgrid/aws/xml.h"
@@ -46,33 +47,6 @@ bool IsVirtualHostable(std::string_view bucket) {
   return bucket.front() != '-' && bucket.back() != '-';
 }
 
-// Element text in a request body. Quotes need no escaping in text (ETags keep
-// theirs, as the SDKs send them); a carriage return must be a character
-// reference or XML parsers turn it into a newline and the key changes.
-std::string EscapeXmlText(std::string_view text) {
-  std::string out;
-  out.reserve(text.size());
-  for (char c : text) {
-    switch (c) {
-      case '&':
-        out += "&amp;";
-        break;
-      case '<':
-        out += "&lt;";
-        break;
-      case '>':
-        out += "&gt;";
-        break;
-      case '\r':
-        out += "&#13;";
-        break;
-      default:
-        out += c;
-    }
-  }
-  return out;
-}
-
 // encoding-type=url answers are form-encoded: '+' is a space, a real '+' comes
 // as %2B.
 std::string DecodeListedName(std::string_view text) {
@@ -96,31 +70,13 @@ std::string RangeHeader(const ByteRange& range) {
 void AddObjectHeaders(const PutObjectOptions& options, Headers& headers) {
   if (!options.content_type.empty()) headers.emplace_back("content-type", options.content_type);
   for (const auto& [name, value] : options.metadata) {
-    std::string lower = name;
-    std::transform(lower.begin(), lower.end(), lower.begin(),
-                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-    headers.emplace_back("x-amz-meta-" + lower, value);
+    headers.emplace_back("x-amz-meta-" + Lower(name), value);
   }
 }
 
-Error MakeS3Error(std::string operation, const HttpResponse& response, std::string code,
-                  std::string message, ErrorCategory category) {
-  Error e;
-  e.category = category;
-  e.service = "S3";
-  e.operation = std::move(operation);
-  e.http_status = response.status;
-  e.code = std::move(code);
-  e.message = std::move(message);
-  e.request_id = response.Header("x-amz-request-id").value_or("");
-  return e;
-}
-
-// A 2xx whose body we cannot use. Treated as transient: a body cut short by a
-// dropped connection looks exactly like this.
-Error MalformedResponse(const std::string& operation, const HttpResponse& response,
-                        const std::string& what) {
-  return MakeS3Error(operation, response, "MalformedResponse", what, ErrorCategory::kTransient);
+Error MalformedResponse(std::string_view operation, const HttpResponse& response,
+                        std::string what) {
+  return MalformedResponseError(kS3Service, operation, std::move(what), response);
 }
 
 Status CheckBucketAndKey(const std::string& bucket, const std::string& key) {
@@ -270,7 +226,7 @@ Status S3Client::CreateBucket(const std::string& bucket) {
   // constraint.
   if (region != kUsEast1) {
     request.body = "<CreateBucketConfiguration xmlns=\"" + std::string(kS3Namespace) +
-                   "\"><LocationConstraint>" + EscapeXmlText(region) +
+                   "\"><LocationConstraint>" + XmlEscape(region, XmlEscapeFor::kText) +
                    "</LocationConstraint></CreateBucketConfiguration>";
     request.headers.emplace_back("content-type", "application/xml");
   }
@@ -504,7 +460,8 @@ Result<DeleteObjectsResult> S3Client::DeleteObjectsBatch(const std::string& buck
                                                          const std::vector<std::string>& keys) {
   std::string body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Delete xmlns=\"" +
                      std::string(kS3Namespace) + "\"><Quiet>true</Quiet>";
-  for (const auto& key : keys) body += "<Object><Key>" + EscapeXmlText(key) + "</Key></Object>";
+  for (const auto& key : keys)
+    body += "<Object><Key>" + XmlEscape(key, XmlEscapeFor::kText) + "</Key></Object>";
   body += "</Delete>";
   AwsRequest request = MakeRequest("DeleteObjects", "POST", bucket, "");
   request.query.emplace_back("delete", "");
@@ -641,7 +598,7 @@ Result<std::string> S3Client::CompleteMultipartUpload(const std::string& bucket,
   std::string body = "<CompleteMultipartUpload xmlns=\"" + std::string(kS3Namespace) + "\">";
   for (const auto& part : parts) {
     body += "<Part><PartNumber>" + std::to_string(part.part_number) + "</PartNumber><ETag>" +
-            EscapeXmlText(part.etag) + "</ETag></Part>";
+            XmlEscape(part.etag, XmlEscapeFor::kText) + "</ETag></Part>";
   }
   body += "</CompleteMultipartUpload>";
   AwsRequest request = MakeRequest("CompleteMultipartUpload", "POST", bucket, key);
@@ -665,10 +622,8 @@ Result<std::string> S3Client::CompleteMultipartUpload(const std::string& bucket,
           MalformedResponse(request.operation, *response,
                             "unparseable CompleteMultipartUploadResult: " + doc.error().message);
     } else if (doc->name == "Error") {
-      const std::string code = doc->ChildText("Code");
-      failure = MakeS3Error(request.operation, *response, code, doc->ChildText("Message"),
-                            ClassifyAwsError(200, code, doc->ChildText("Message")));
-      if (failure->request_id.empty()) failure->request_id = doc->ChildText("RequestId");
+      // An error document with status 200: the same parser as for any error response.
+      failure = ParseAwsError(kS3Service, request.operation, *response);
     } else if (const XmlElement* result = doc->Find("CompleteMultipartUploadResult")) {
       if (last_cost > 0) retry.OnSuccess(last_cost);
       return result->ChildText("ETag");

@@ -7,6 +7,7 @@
 #include <thread>
 #include <utility>
 
+#include "core/parallel_for.h"
 #include "services/json_writer.h"
 #include "spotgrid/aws/json_protocol.h"
 #include "spotgrid/aws/service.h"
@@ -19,87 +20,16 @@ using nlohmann::json;
 constexpr std::string_view kTargetPrefix = "AmazonSQS";
 constexpr std::size_t kMaxBatchEntries = 10;
 
-Error MalformedResponse(std::string_view operation, std::string_view what) {
-  Error error;
-  error.category = ErrorCategory::kTransient;
-  error.service = "SQS";
-  error.operation = std::string(operation);
-  error.code = "MalformedResponse";
-  error.message = std::string(what);
-  return error;
-}
-
-// CallJson, with any nlohmann exception (e.g. a body that is not valid UTF-8 cannot be
-// serialised) turned into an Error so none crosses this module's boundary.
-Result<json> Call(AwsClient& client, std::string_view operation, const json& body) {
-  try {
-    return CallJson(client, kTargetPrefix, operation, body);
-  } catch (const json::exception& e) {
-    return Error::InvalidInput(std::string("SQS ") + std::string(operation) + ": " + e.what());
-  }
-}
-
-// CallJson's job for a body that is already encoded: the batch paths write their bodies
-// directly (json_writer.h), and a long poll needs its own HTTP timeout.
-Result<json> CallEncoded(AwsClient& client, std::string_view operation, std::string body,
-                         std::chrono::milliseconds timeout = std::chrono::milliseconds(0)) {
-  AwsRequest request;
-  request.operation = std::string(operation);
-  request.headers = {{"content-type", "application/x-amz-json-1.0"},
-                     {"x-amz-target", std::string(kTargetPrefix) + "." + request.operation}};
-  request.body = std::move(body);
-  request.timeout = timeout;
-  auto response = client.Send(request);
-  if (!response.ok()) return response.error();
-  if (response->body.empty()) return json::object();
-  json doc = json::parse(response->body, nullptr, /*allow_exceptions=*/false);
-  if (!doc.is_object()) {
-    Error error = MalformedResponse(operation, "response body is not a JSON object");
-    error.http_status = response->status;
-    if (auto id = response->Header("x-amzn-requestid")) error.request_id = *id;
-    return error;
-  }
-  return doc;
-}
-
 Error NotUtf8(std::string_view operation) {
-  Error error = Error::InvalidInput("entry is not valid UTF-8");
-  error.service = "SQS";
-  error.operation = std::string(operation);
-  return error;
+  return InvalidRequestError(kSqsService, operation, "entry is not valid UTF-8");
 }
 
 std::string StringOrDump(const json& value) {
   return value.is_string() ? value.get<std::string>() : value.dump();
 }
 
-std::string GetString(const json& object, const char* key) {
-  auto it = object.find(key);
-  if (it == object.end() || !it->is_string()) return {};
-  return it->get<std::string>();
-}
-
-// Runs fn(0..n-1) on up to `concurrency` threads; returns when all are done.
-template <typename Fn>
-void ParallelFor(std::size_t n, int concurrency, Fn&& fn) {
-  std::size_t threads =
-      std::min<std::size_t>(n, static_cast<std::size_t>(std::max(1, concurrency)));
-  if (threads <= 1) {
-    for (std::size_t i = 0; i < n; ++i) fn(i);
-    return;
-  }
-  std::atomic<std::size_t> next{0};
-  auto worker = [&] {
-    for (std::size_t i = next++; i < n; i = next++) fn(i);
-  };
-  std::vector<std::jthread> pool;
-  pool.reserve(threads - 1);
-  for (std::size_t t = 1; t < threads; ++t) pool.emplace_back(worker);
-  worker();
-}
-
 std::size_t ParseBatchId(const json& entry, std::size_t limit) {
-  std::string id = GetString(entry, "Id");
+  std::string id = JsonString(entry, "Id");
   std::size_t value = limit;
   auto [ptr, ec] = std::from_chars(id.data(), id.data() + id.size(), value);
   if (ec != std::errc() || ptr != id.data() + id.size() || value >= limit) return limit;
@@ -141,7 +71,7 @@ class BatchRunner {
         body.clear();
         if (pending.empty() || !encode(pending, body)) break;
       }
-      Result<json> response = CallEncoded(client_, operation_, std::move(body));
+      Result<json> response = CallJsonEncoded(client_, kTargetPrefix, operation_, std::move(body));
       if (!response.ok()) {
         if (!response.error().IsRetryable()) Abort(response.error());
         FailAll(pending, response.error(), failed);
@@ -173,19 +103,20 @@ class BatchRunner {
             error.service = "SQS";
             error.operation = std::string(operation_);
             error.http_status = 200;
-            error.code = GetString(entry, "Code");
-            error.message = GetString(entry, "Message");
+            error.code = JsonString(entry, "Code");
+            error.message = JsonString(entry, "Message");
             failed.push_back({pending[pos], sender_fault, std::move(error)});
           }
         }
       } catch (const json::exception& e) {
-        FailAll(pending, MalformedResponse(operation_, e.what()), failed);
+        FailAll(pending, MalformedResponseError(kSqsService, operation_, e.what()), failed);
         break;
       }
       for (std::size_t pos = 0; pos < pending.size(); ++pos) {
         if (!answered[pos]) {
-          failed.push_back({pending[pos], false,
-                            MalformedResponse(operation_, "entry missing from the response")});
+          failed.push_back(
+              {pending[pos], false,
+               MalformedResponseError(kSqsService, operation_, "entry missing from the response")});
         }
       }
       if (!retry.empty()) {
@@ -291,14 +222,36 @@ bool AppendHandleEntry(std::string& out, std::size_t id, const std::string& rece
 
 Result<SqsMessage> ParseMessage(const json& m) {
   SqsMessage message;
-  message.id = GetString(m, "MessageId");
-  message.receipt_handle = GetString(m, "ReceiptHandle");
-  message.body = GetString(m, "Body");
-  message.md5_of_body = GetString(m, "MD5OfBody");
+  message.id = JsonString(m, "MessageId");
+  message.receipt_handle = JsonString(m, "ReceiptHandle");
+  message.body = JsonString(m, "Body");
+  message.md5_of_body = JsonString(m, "MD5OfBody");
   if (auto it = m.find("Attributes"); it != m.end() && it->is_object()) {
     for (const auto& [name, value] : it->items()) message.attributes[name] = StringOrDump(value);
   }
   return message;
+}
+
+// The Delete/ChangeMessageVisibility batches: fixed batches of up to 10 entries whose successes
+// carry nothing to read back. append_handle(out, k, index) writes entry k, the caller's
+// entry `index`.
+template <typename AppendHandle>
+BatchResult RunHandleBatches(AwsClient& client, const SqsClientOptions& options,
+                             std::string_view operation, const std::string& queue_url,
+                             std::size_t count, AppendHandle&& append_handle) {
+  auto batches = FixedBatches(count);
+  BatchRunner runner(client, operation, options.max_entry_retries);
+  ParallelFor(batches.size(), options.batch_concurrency, [&](std::size_t b) {
+    runner.Run(
+        batches[b],
+        [&](const std::vector<std::size_t>& pending, std::string& out) {
+          return AppendBatch(out, queue_url, pending.size(), [&](std::string& o, std::size_t k) {
+            return append_handle(o, k, pending[k]);
+          });
+        },
+        [](std::size_t, const json&) {});
+  });
+  return BatchResult{runner.TakeFailures()};
 }
 
 }  // namespace
@@ -312,7 +265,7 @@ Result<RedrivePolicy> RedrivePolicy::FromAttributeValue(std::string_view value) 
   json doc = json::parse(value, nullptr, /*allow_exceptions=*/false);
   if (!doc.is_object()) return Error::InvalidInput("RedrivePolicy is not a JSON object");
   RedrivePolicy policy;
-  policy.dead_letter_arn = GetString(doc, "deadLetterTargetArn");
+  policy.dead_letter_arn = JsonString(doc, "deadLetterTargetArn");
   auto count = doc.find("maxReceiveCount");
   if (policy.dead_letter_arn.empty() || count == doc.end()) {
     return Error::InvalidInput("RedrivePolicy lacks deadLetterTargetArn or maxReceiveCount");
@@ -431,25 +384,27 @@ SqsClient::SqsClient(std::shared_ptr<AwsClient> client, SqsClientOptions options
     : client_(std::move(client)), options_(options) {}
 
 Result<std::string> SqsClient::CreateQueue(const CreateQueueRequest& request) {
-  auto response = Call(*client_, "CreateQueue", EncodeCreateQueue(request));
+  auto response = CallJson(*client_, kTargetPrefix, "CreateQueue", EncodeCreateQueue(request));
   if (!response.ok()) return response.error();
-  std::string url = GetString(*response, "QueueUrl");
-  if (url.empty()) return MalformedResponse("CreateQueue", "no QueueUrl in the response");
+  std::string url = JsonString(*response, "QueueUrl");
+  if (url.empty())
+    return MalformedResponseError(kSqsService, "CreateQueue", "no QueueUrl in the response");
   return url;
 }
 
 Result<std::string> SqsClient::GetQueueUrl(const std::string& name) {
-  auto response = Call(*client_, "GetQueueUrl", json{{"QueueName", name}});
+  auto response = CallJson(*client_, kTargetPrefix, "GetQueueUrl", json{{"QueueName", name}});
   if (!response.ok()) return response.error();
-  std::string url = GetString(*response, "QueueUrl");
-  if (url.empty()) return MalformedResponse("GetQueueUrl", "no QueueUrl in the response");
+  std::string url = JsonString(*response, "QueueUrl");
+  if (url.empty())
+    return MalformedResponseError(kSqsService, "GetQueueUrl", "no QueueUrl in the response");
   return url;
 }
 
 Result<std::map<std::string, std::string>> SqsClient::GetQueueAttributes(
     const std::string& queue_url, const std::vector<std::string>& names) {
-  auto response = Call(*client_, "GetQueueAttributes",
-                       json{{"QueueUrl", queue_url}, {"AttributeNames", names}});
+  auto response = CallJson(*client_, kTargetPrefix, "GetQueueAttributes",
+                           json{{"QueueUrl", queue_url}, {"AttributeNames", names}});
   if (!response.ok()) return response.error();
   std::map<std::string, std::string> attributes;
   if (auto it = response->find("Attributes"); it != response->end() && it->is_object()) {
@@ -459,7 +414,7 @@ Result<std::map<std::string, std::string>> SqsClient::GetQueueAttributes(
 }
 
 Status SqsClient::DeleteQueue(const std::string& queue_url) {
-  return Call(*client_, "DeleteQueue", json{{"QueueUrl", queue_url}}).status();
+  return CallJson(*client_, kTargetPrefix, "DeleteQueue", json{{"QueueUrl", queue_url}}).status();
 }
 
 Result<SendMessageBatchResult> SqsClient::SendMessageBatch(const std::string& queue_url,
@@ -482,7 +437,7 @@ Result<SendMessageBatchResult> SqsClient::SendMessageBatch(const std::string& qu
           });
         },
         [&](std::size_t index, const json& entry) {
-          result.message_ids[index] = GetString(entry, "MessageId");
+          result.message_ids[index] = JsonString(entry, "MessageId");
         });
   });
   result.failed = runner.TakeFailures();
@@ -497,16 +452,10 @@ Result<std::vector<SqsMessage>> SqsClient::ReceiveMessage(const std::string& que
   if (request.max_messages < 1 || request.max_messages > 10) {
     return Error::InvalidInput("ReceiveMessage max_messages must be 1..10");
   }
-  std::string body;
-  try {
-    body = EncodeReceiveMessage(queue_url, request).dump();
-  } catch (const json::exception& e) {
-    return Error::InvalidInput(std::string("SQS ReceiveMessage: ") + e.what());
-  }
   // The HTTP timeout of a long poll must be above its wait.
   auto response =
-      CallEncoded(*client_, "ReceiveMessage", std::move(body),
-                  std::chrono::seconds(request.wait_seconds) + options_.long_poll_timeout_margin);
+      CallJson(*client_, kTargetPrefix, "ReceiveMessage", EncodeReceiveMessage(queue_url, request),
+               std::chrono::seconds(request.wait_seconds) + options_.long_poll_timeout_margin);
   if (!response.ok()) return response.error();
   std::vector<SqsMessage> messages;
   const json& doc = *response;
@@ -522,58 +471,42 @@ Result<std::vector<SqsMessage>> SqsClient::ReceiveMessage(const std::string& que
 }
 
 Status SqsClient::DeleteMessage(const std::string& queue_url, const std::string& receipt_handle) {
-  return Call(*client_, "DeleteMessage",
-              json{{"QueueUrl", queue_url}, {"ReceiptHandle", receipt_handle}})
+  return CallJson(*client_, kTargetPrefix, "DeleteMessage",
+                  json{{"QueueUrl", queue_url}, {"ReceiptHandle", receipt_handle}})
       .status();
 }
 
 Result<BatchResult> SqsClient::DeleteMessageBatch(const std::string& queue_url,
                                                   std::span<const std::string> receipt_handles) {
-  auto batches = FixedBatches(receipt_handles.size());
-  BatchRunner runner(*client_, "DeleteMessageBatch", options_.max_entry_retries);
-  ParallelFor(batches.size(), options_.batch_concurrency, [&](std::size_t b) {
-    runner.Run(
-        batches[b],
-        [&](const std::vector<std::size_t>& pending, std::string& out) {
-          return AppendBatch(out, queue_url, pending.size(), [&](std::string& o, std::size_t k) {
-            return AppendHandleEntry(o, k, receipt_handles[pending[k]], nullptr);
-          });
-        },
-        [](std::size_t, const json&) {});
-  });
-  return BatchResult{runner.TakeFailures()};
+  return RunHandleBatches(*client_, options_, "DeleteMessageBatch", queue_url,
+                          receipt_handles.size(),
+                          [&](std::string& out, std::size_t k, std::size_t index) {
+                            return AppendHandleEntry(out, k, receipt_handles[index], nullptr);
+                          });
 }
 
 Status SqsClient::ChangeMessageVisibility(const std::string& queue_url,
                                           const std::string& receipt_handle,
                                           int visibility_timeout) {
-  return Call(*client_, "ChangeMessageVisibility",
-              json{{"QueueUrl", queue_url},
-                   {"ReceiptHandle", receipt_handle},
-                   {"VisibilityTimeout", visibility_timeout}})
+  return CallJson(*client_, kTargetPrefix, "ChangeMessageVisibility",
+                  json{{"QueueUrl", queue_url},
+                       {"ReceiptHandle", receipt_handle},
+                       {"VisibilityTimeout", visibility_timeout}})
       .status();
 }
 
 Result<BatchResult> SqsClient::ChangeMessageVisibilityBatch(
     const std::string& queue_url, std::span<const VisibilityEntry> entries) {
-  auto batches = FixedBatches(entries.size());
-  BatchRunner runner(*client_, "ChangeMessageVisibilityBatch", options_.max_entry_retries);
-  ParallelFor(batches.size(), options_.batch_concurrency, [&](std::size_t b) {
-    runner.Run(
-        batches[b],
-        [&](const std::vector<std::size_t>& pending, std::string& out) {
-          return AppendBatch(out, queue_url, pending.size(), [&](std::string& o, std::size_t k) {
-            const VisibilityEntry& entry = entries[pending[k]];
-            return AppendHandleEntry(o, k, entry.receipt_handle, &entry.visibility_timeout);
-          });
-        },
-        [](std::size_t, const json&) {});
-  });
-  return BatchResult{runner.TakeFailures()};
+  return RunHandleBatches(*client_, options_, "ChangeMessageVisibilityBatch", queue_url,
+                          entries.size(), [&](std::string& out, std::size_t k, std::size_t index) {
+                            const VisibilityEntry& entry = entries[index];
+                            return AppendHandleEntry(out, k, entry.receipt_handle,
+                                                     &entry.visibility_timeout);
+                          });
 }
 
 Status SqsClient::PurgeQueue(const std::string& queue_url) {
-  return Call(*client_, "PurgeQueue", json{{"QueueUrl", queue_url}}).status();
+  return CallJson(*client_, kTargetPrefix, "PurgeQueue", json{{"QueueUrl", queue_url}}).status();
 }
 
 }  // namespace spotgrid

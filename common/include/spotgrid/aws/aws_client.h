@@ -17,6 +17,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -129,5 +130,21 @@ class AwsClient {
 // Turns a non-2xx response into an Error (exposed for tests of the error parser).
 Error ParseAwsError(const ServiceInfo& service, const std::string& operation,
                     const HttpResponse& response);
+
+// The request id of a response: `x-amzn-requestid`, or S3's `x-amz-request-id`; "" if none.
+std::string RequestIdOf(const HttpResponse& response);
+
+// A request refused before anything was sent (kInvalidInput), naming service and operation
+// like an error from the service itself.
+Error InvalidRequestError(const ServiceInfo& service, std::string_view operation,
+                          std::string message);
+
+// A 2xx response the client cannot use, code "MalformedResponse". kTransient: a body cut short
+// by a dropped connection or a proxy's page looks exactly like this, so it is worth another
+// try. The overload taking the response also records its HTTP status and request id.
+Error MalformedResponseError(const ServiceInfo& service, std::string_view operation,
+                             std::string message);
+Error MalformedResponseError(const ServiceInfo& service, std::string_view operation,
+                             std::string message, const HttpResponse& response);
 
 }  // namespace spotgrid

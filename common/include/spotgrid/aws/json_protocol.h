@@ -1,17 +1,33 @@
 // AWS JSON 1.0 protocol (SQS, DynamoDB): POST / with X-Amz-Target, body and result as JSON.
+//
+// Thread-safety: stateless functions over a thread-safe AwsClient.
 #pragma once
 
-#include <string_view>
-
+#include <chrono>
 #include <nlohmann/json.hpp>
+#include <string>
+#include <string_view>
 
 #include "spotgrid/aws/aws_client.h"
 
 namespace spotgrid {
 
 // Sends `body` as operation `target_prefix.operation` and parses the JSON result
-// ({} when the body is empty). Errors carry the `__type` code.
+// ({} when the body is empty). Errors carry the `__type` code. Never throws: a body holding a
+// string that is not valid UTF-8 cannot be serialised and fails as kInvalidInput naming service
+// and operation; a 2xx whose body is not a JSON object is a MalformedResponseError.
+// `timeout` overrides the transport's default when non-zero (a long poll needs one above its
+// wait).
 Result<nlohmann::json> CallJson(AwsClient& client, std::string_view target_prefix,
-                                std::string_view operation, const nlohmann::json& body);
+                                std::string_view operation, const nlohmann::json& body,
+                                std::chrono::milliseconds timeout = std::chrono::milliseconds(0));
+
+// The string member `key` of a response object; "" when absent or not a string.
+std::string JsonString(const nlohmann::json& object, std::string_view key);
+
+// CallJson for a body that is already encoded (the batch paths write theirs directly).
+Result<nlohmann::json> CallJsonEncoded(
+    AwsClient& client, std::string_view target_prefix, std::string_view operation, std::string body,
+    std::chrono::milliseconds timeout = std::chrono::milliseconds(0));
 
 }  // namespace spotgrid

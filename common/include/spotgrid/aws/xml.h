@@ -33,7 +33,12 @@ struct XmlElement {
 
 Result<XmlElement> ParseXml(std::string_view document);
 
-// Escapes text for element content and attribute values.
-std::string XmlEscape(std::string_view text);
+// Where escaped text goes. Quotes need escaping only inside attribute values; element text
+// keeps them as they are (S3 ETags are sent with their quotes, as the SDKs send them).
+enum class XmlEscapeFor { kAttribute, kText };
+
+// Escapes '&', '<', '>' (and quotes for kAttribute). '\r' always becomes "&#13;": a receiving
+// parser would normalise a literal CR to '\n', changing e.g. an S3 key.
+std::string XmlEscape(std::string_view text, XmlEscapeFor target = XmlEscapeFor::kAttribute);
 
 }  // namespace spotgrid

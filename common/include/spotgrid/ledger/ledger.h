@@ -11,6 +11,7 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
@@ -30,6 +31,29 @@ struct RepairReport {
   int intents_settled = 0;   // intents whose transition had happened: count kept
   int intents_reverted = 0;  // intents whose transition never happened: count undone
   int intents_pending = 0;   // intents whose writer may still be alive: left alone
+};
+
+// One counted transition (docs/ledger.md "Counting exactly once"): a unit moves from `from`
+// (with `attempt`, and `owner` when given) to `to`, and the job counters of the states it
+// leaves and enters change exactly once, even if the writer dies between the writes.
+struct CountedTransitionRequest {
+  std::string job;
+  std::string unit;
+  UnitState from = UnitState::kRunning;
+  std::int64_t attempt = 0;
+  std::optional<std::string> owner;  // required value of `owner` (transitions out of RUNNING)
+  UnitState to = UnitState::kSucceeded;
+  std::string writer;  // "<instance>/<slot>" or "controller"
+  // More changes to the unit in the same write: "a = :a, #b = :b" (SET) and attribute names
+  // to REMOVE; their placeholders go into names/values (prefix them with "x" to stay clear of
+  // the ledger's own).
+  std::string extra_set;
+  std::vector<std::string> extra_remove;
+  nlohmann::json names = nlohmann::json::object();
+  nlohmann::json values = nlohmann::json::object();
+  // Test-only: stop after this many of the writes (1 = only the intent and count, 2 = also
+  // the unit), as a writer that dies there would. 0 = run the protocol to the end.
+  int crash_after_writes = 0;
 };
 
 class Ledger {
@@ -85,6 +109,15 @@ class Ledger {
   // FAILED | CANCELLED -> QUEUED (failures reset to 0). kConditionFailed if in another state.
   virtual Status RetryUnit(const std::string& job, const std::string& unit) = 0;
 
+  // A counted transition (see CountedTransitionRequest); the agent makes RUNNING ->
+  // SUCCEEDED / FAILED / CANCELLED with it. A stale request fails with IsConditionFailed()
+  // and leaves counters and unit as they were. A transition between two uncounted states
+  // (QUEUED, RUNNING) is a single conditional write.
+  virtual Status CountedTransition(const CountedTransitionRequest& request) = 0;
+  // Removes the intent `writer`'s last counted transition left for piggybacking (step 3),
+  // e.g. when an agent goes idle or stops. Safe to call any time.
+  virtual Status FlushIntents(const std::string& job, const std::string& writer) = 0;
+
   // --- repair --------------------------------------------------------------------------
   // Settles counting intents left by writers that died between the two writes.
   virtual Result<RepairReport> RepairJob(const std::string& job) = 0;
@@ -97,7 +130,7 @@ class Ledger {
 };
 
 struct DynamoLedgerOptions {
-  std::string table;  // "spotgrid-<stack>"
+  std::string table;          // "spotgrid-<stack>"
   int write_concurrency = 8;  // BatchWriteItem requests in flight
   int scan_segments = 4;      // parallel scan segments for RecountJob
   // How long a controller intent may stay before RepairJob reverts it.

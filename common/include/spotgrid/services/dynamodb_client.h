@@ -195,6 +195,12 @@ class DynamoDb {
 
   virtual BatchWriteResult BatchWriteItem(const std::string& table,
                                           std::span<const WriteRequest> requests) = 0;
+  // BatchWriteItem of puts whose items are given already encoded, each one complete item in
+  // compact AttributeValue JSON (`{"pk":{"S":"a"},...}`, valid UTF-8): bulk writers encode
+  // straight to text and skip a JSON tree per item. Unprocessed puts come back as
+  // WriteRequests. This default parses the items and calls BatchWriteItem.
+  virtual BatchWriteResult BatchPutEncoded(const std::string& table,
+                                           std::span<const std::string> items);
 
   virtual Status Query(const QueryRequest& request, const PageCallback& on_page) = 0;
   virtual Result<std::vector<nlohmann::json>> QueryAll(const QueryRequest& request) = 0;
@@ -241,6 +247,9 @@ class DynamoDbClient final : public DynamoDb {
                          const WriteOptions& options = {}) override;
   BatchWriteResult BatchWriteItem(const std::string& table,
                                   std::span<const WriteRequest> requests) override;
+  // Writes the encoded items straight into the request bodies.
+  BatchWriteResult BatchPutEncoded(const std::string& table,
+                                   std::span<const std::string> items) override;
   Status Query(const QueryRequest& request, const PageCallback& on_page) override;
   Result<std::vector<nlohmann::json>> QueryAll(const QueryRequest& request) override;
   Status Scan(const ScanRequest& request, const PageCallback& on_page) override;

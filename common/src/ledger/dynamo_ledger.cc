@@ -1,0 +1,879 @@
+// The ledger over DynamoDB (docs/ledger.md).
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <map>
+#include <mutex>
+#include <random>
+#include <thread>
+#include <utility>
+
+#include "ledger/item_codec.h"
+#include "spotgrid/ledger/ledger.h"
+#include "spotgrid/services/dynamodb_client.h"
+
+namespace spotgrid {
+namespace {
+
+using nlohmann::json;
+namespace codec = ledger_codec;
+
+// Units per BatchWriteItem call: the client splits them into requests of 25 and
+// keeps several in flight; between calls we report progress.
+constexpr std::size_t kUnitsPerProgressStep = 1000;
+
+bool IsCounted(UnitState state) { return IsTerminal(state); }
+
+// The job counter of a counted state.
+const char* CounterOf(UnitState state) {
+  switch (state) {
+    case UnitState::kSucceeded:
+      return "succeeded";
+    case UnitState::kFailed:
+      return "failed";
+    case UnitState::kCancelled:
+      return "cancelled";
+    default:
+      return nullptr;
+  }
+}
+
+std::string NewIntentId() {
+  thread_local std::mt19937_64 rng(std::random_device{}() ^
+                                   std::hash<std::thread::id>{}(std::this_thread::get_id()));
+  char buf[24];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(rng()));
+  return buf;
+}
+
+Error ConditionFailed(std::string operation, std::string message) {
+  Error error;
+  error.category = ErrorCategory::kConditionFailed;
+  error.service = "DynamoDB";
+  error.operation = std::move(operation);
+  error.code = "ConditionalCheckFailedException";
+  error.message = std::move(message);
+  return error;
+}
+
+std::int64_t EpochSeconds(Clock::WallTime t) {
+  return std::chrono::duration_cast<std::chrono::seconds>(t.time_since_epoch()).count();
+}
+
+// Runs fn(0..n-1) on up to `concurrency` threads.
+template <typename Fn>
+void ParallelFor(std::size_t n, int concurrency, Fn&& fn) {
+  std::size_t threads =
+      std::min<std::size_t>(n, static_cast<std::size_t>(std::max(1, concurrency)));
+  if (threads <= 1) {
+    for (std::size_t i = 0; i < n; ++i) fn(i);
+    return;
+  }
+  std::atomic<std::size_t> next{0};
+  auto worker = [&] {
+    for (std::size_t i = next++; i < n; i = next++) fn(i);
+  };
+  std::vector<std::jthread> pool;
+  for (std::size_t t = 1; t < threads; ++t) pool.emplace_back(worker);
+  worker();
+}
+
+// The intent a writer has left in a job item for piggybacked removal (step 3).
+struct PendingIntent {
+  std::string unit;
+  std::string id;
+};
+
+class DynamoLedger final : public Ledger {
+ public:
+  DynamoLedger(std::shared_ptr<DynamoDb> db, DynamoLedgerOptions options, Clock& clock)
+      : db_(std::move(db)), options_(std::move(options)), clock_(clock) {}
+
+  Status EnsureTable(std::chrono::milliseconds timeout) override {
+    TableSpec spec;
+    spec.name = options_.table;
+    spec.partition_key = {"pk", "S"};
+    spec.sort_key = KeyAttribute{"sk", "S"};
+    spec.global_indexes.push_back(
+        {std::string(codec::kByStateIndex), {"gsi1pk", "S"}, KeyAttribute{"gsi1sk", "S"}, "ALL"});
+    return db_->EnsureTable(spec, timeout);
+  }
+
+  Status PutStack(const StackInfo& stack) override {
+    return db_->PutItem(options_.table, codec::EncodeStack(stack)).status;
+  }
+
+  Result<std::optional<StackInfo>> GetStack() override {
+    auto item = db_->GetItem(options_.table, codec::Key(codec::kStackKey, codec::kStackKey), true);
+    if (!item.ok()) return item.error();
+    if (!item->has_value()) return std::optional<StackInfo>();
+    return std::optional<StackInfo>(codec::DecodeStack(**item));
+  }
+
+  Result<bool> CreateJob(const JobSpec& spec) override {
+    WriteOptions options;
+    options.condition_expression = "attribute_not_exists(pk)";
+    WriteResult result = db_->PutItem(options_.table, codec::EncodeJob(spec), options);
+    if (result.ok()) return true;
+    if (result.error().IsConditionFailed()) return false;
+    return result.error();
+  }
+
+  Result<std::optional<JobRecord>> GetJob(const std::string& job) override {
+    auto item = db_->GetItem(options_.table, codec::JobKey(job), true);
+    if (!item.ok()) return item.error();
+    if (!item->has_value()) return std::optional<JobRecord>();
+    JobRecord record = codec::DecodeJob(**item);
+    RememberColumns(job, record.spec.columns);
+    return std::optional<JobRecord>(std::move(record));
+  }
+
+  Result<std::vector<JobRecord>> ListJobs() override {
+    QueryRequest request;
+    request.table = options_.table;
+    request.index_name = std::string(codec::kByStateIndex);
+    request.key_condition_expression = "gsi1pk = :p";
+    request.values = {{":p", ddb::S(codec::kJobsGsiPk)}};
+    auto items = db_->QueryAll(request);
+    if (!items.ok()) return items.error();
+    std::vector<JobRecord> jobs;
+    for (const json& item : *items) jobs.push_back(codec::DecodeJob(item));
+    return jobs;
+  }
+
+  Status SetEnqueueProgress(const std::string& job, std::int64_t sent_through, std::int64_t total,
+                            bool done) override {
+    WriteOptions options;
+    options.condition_expression = "attribute_exists(pk)";
+    options.names = {{"#t", "total"}};
+    options.values = {{":s", ddb::N(sent_through)},
+                      {":t", ddb::N(total)},
+                      {":e", ddb::S(done ? "DONE" : "WRITING")}};
+    return db_
+        ->UpdateItem(options_.table, codec::JobKey(job),
+                     "SET sent_through = :s, #t = :t, enqueue_state = :e", options)
+        .status;
+  }
+
+  Result<JobCounts> Counts(const std::string& job) override {
+    auto record = GetJob(job);
+    if (!record.ok()) return record.error();
+    if (!record->has_value()) {
+      Error error;
+      error.category = ErrorCategory::kNotFound;
+      error.service = "DynamoDB";
+      error.operation = "GetItem";
+      error.message = "no job " + job;
+      return error;
+    }
+    auto running = CountPartition(codec::StatePk(job, UnitState::kRunning), std::nullopt);
+    if (!running.ok()) return running.error();
+    const JobRecord& r = **record;
+    JobCounts counts;
+    counts.total = r.spec.total;
+    counts.running = *running;
+    counts.succeeded = r.succeeded;
+    counts.failed = r.failed;
+    counts.cancelled = r.cancelled;
+    counts.queued = std::max<std::int64_t>(
+        0, counts.total - counts.running - counts.succeeded - counts.failed - counts.cancelled);
+    return counts;
+  }
+
+  Result<std::map<std::string, std::string>> UnitHashes(const std::string& job) override {
+    QueryRequest request = UnitsQuery(job);
+    request.projection_expression = "sk, content_sha256";
+    std::map<std::string, std::string> hashes;
+    Status status = db_->Query(request, [&](Page& page) {
+      for (const json& item : page.items) {
+        std::string sk = ddb::GetS(item, "sk").value_or("");
+        hashes[sk.substr(codec::kUnitSkPrefix.size())] =
+            ddb::GetS(item, "content_sha256").value_or("");
+      }
+      return true;
+    });
+    if (!status.ok()) return status.error();
+    return hashes;
+  }
+
+  Status PutNewUnits(const std::string& job, const std::vector<UnitSpec>& units,
+                     const std::function<void(std::int64_t written)>& on_progress) override {
+    std::int64_t written = 0;
+    std::vector<std::string> items;  // reused: each keeps its capacity from step to step
+    for (std::size_t begin = 0; begin < units.size(); begin += kUnitsPerProgressStep) {
+      std::size_t end = std::min(units.size(), begin + kUnitsPerProgressStep);
+      // Items go to the wire as text encoded here: a JSON tree per unit would cost more than
+      // everything else the enqueue does.
+      const std::string now = codec::FormatTime(clock_.Now());
+      items.resize(end - begin);
+      for (std::size_t i = begin; i < end; ++i) {
+        std::string& item = items[i - begin];
+        item.clear();
+        if (!codec::AppendNewUnit(item, job, units[i], now)) {
+          return Error::InvalidInput("unit " + units[i].id + " of job " + job +
+                                     " holds a string that is not valid UTF-8");
+        }
+      }
+      BatchWriteResult result = db_->BatchPutEncoded(options_.table, items);
+      if (!result.status.ok()) return result.status;
+      if (!result.unprocessed.empty()) {
+        Error error;
+        error.category = ErrorCategory::kThrottled;
+        error.service = "DynamoDB";
+        error.operation = "BatchWriteItem";
+        error.message = std::to_string(result.unprocessed.size()) +
+                        " unit items were still unprocessed after retrying";
+        return error;
+      }
+      written += static_cast<std::int64_t>(end - begin);
+      if (on_progress) on_progress(written);
+    }
+    return Status::Ok();
+  }
+
+  Status ReplaceUnit(const std::string& job, const UnitSpec& unit) override {
+    WriteOptions options;
+    options.condition_expression = "#st IN (:q, :f, :c)";
+    options.names = {{"#st", "state"}, {"#r", "rows"}};
+    options.values = {{":q", ddb::S(ToString(UnitState::kQueued))},
+                      {":f", ddb::S(ToString(UnitState::kFailed))},
+                      {":c", ddb::S(ToString(UnitState::kCancelled))},
+                      {":r", codec::EncodeRows(unit.rows)},
+                      {":h", ddb::S(unit.content_sha256)}};
+    return db_
+        ->UpdateItem(options_.table, codec::UnitKey(job, unit.id),
+                     "SET #r = :r, content_sha256 = :h", options)
+        .status;
+  }
+
+  Result<std::optional<UnitRecord>> GetUnit(const std::string& job,
+                                            const std::string& unit) override {
+    auto item = db_->GetItem(options_.table, codec::UnitKey(job, unit), true);
+    if (!item.ok()) return item.error();
+    if (!item->has_value()) return std::optional<UnitRecord>();
+    return std::optional<UnitRecord>(codec::DecodeUnit(**item, Columns(job)));
+  }
+
+  Status ListUnits(const std::string& job, std::optional<UnitState> state,
+                   const std::function<bool(const std::vector<UnitRecord>&)>& on_page) override {
+    QueryRequest request;
+    if (state) {
+      request = StateQuery(job, *state);
+    } else {
+      request = UnitsQuery(job);
+    }
+    std::vector<std::string> columns = Columns(job);
+    return db_->Query(request, [&](Page& page) {
+      std::vector<UnitRecord> units;
+      units.reserve(page.items.size());
+      for (const json& item : page.items) units.push_back(codec::DecodeUnit(item, columns));
+      return on_page(units);
+    });
+  }
+
+  Result<std::vector<UnitRecord>> RecentInState(const std::string& job, UnitState state,
+                                                int limit) override {
+    std::vector<UnitRecord> units;
+    if (limit <= 0) return units;
+    QueryRequest request = StateQuery(job, state);
+    request.scan_forward = false;
+    request.limit = limit;
+    std::vector<std::string> columns = Columns(job);
+    Status status = db_->Query(request, [&](Page& page) {
+      for (const json& item : page.items) {
+        if (static_cast<int>(units.size()) >= limit) break;
+        units.push_back(codec::DecodeUnit(item, columns));
+      }
+      return static_cast<int>(units.size()) < limit;
+    });
+    if (!status.ok()) return status.error();
+    return units;
+  }
+
+  Result<std::int64_t> CountEnteredSince(const std::string& job, UnitState state,
+                                         Clock::WallTime since) override {
+    return CountPartition(codec::StatePk(job, state), codec::FormatTime(since));
+  }
+
+  Result<std::int64_t> CancelJob(const std::string& job) override {
+    // Running units first: their agents stop them; queued units are cancelled
+    // here.
+    std::vector<json> running;
+    {
+      QueryRequest request = StateQuery(job, UnitState::kRunning);
+      request.projection_expression = "#u, #a";
+      request.names = {{"#u", "unit"}, {"#a", "attempt"}};
+      auto items = db_->QueryAll(request);
+      if (!items.ok()) return items.error();
+      running = std::move(*items);
+    }
+    std::mutex mu;
+    Status first_error;
+    auto note_error = [&](const Status& status) {
+      std::lock_guard<std::mutex> lock(mu);
+      if (first_error.ok()) first_error = status;
+    };
+    ParallelFor(running.size(), options_.write_concurrency, [&](std::size_t i) {
+      std::string unit = ddb::GetS(running[i], "unit").value_or("");
+      WriteOptions options;
+      options.condition_expression = "#st = :r";
+      options.names = {{"#st", "state"}};
+      options.values = {{":r", ddb::S(ToString(UnitState::kRunning))}, {":t", ddb::Bool(true)}};
+      WriteResult result = db_->UpdateItem(options_.table, codec::UnitKey(job, unit),
+                                           "SET cancel_requested = :t", options);
+      if (!result.ok() && !result.error().IsConditionFailed()) note_error(result.status);
+    });
+    if (!first_error.ok()) return first_error.error();
+
+    std::vector<json> queued;
+    {
+      QueryRequest request = StateQuery(job, UnitState::kQueued);
+      request.projection_expression = "#u, #a";
+      request.names = {{"#u", "unit"}, {"#a", "attempt"}};
+      auto items = db_->QueryAll(request);
+      if (!items.ok()) return items.error();
+      queued = std::move(*items);
+    }
+    std::atomic<std::int64_t> cancelled{0};
+    int lanes = std::max(1, options_.write_concurrency);
+    std::size_t per_lane =
+        (queued.size() + static_cast<std::size_t>(lanes) - 1) / static_cast<std::size_t>(lanes);
+    ParallelFor(static_cast<std::size_t>(lanes), lanes, [&](std::size_t lane) {
+      std::optional<PendingIntent> pending;
+      std::size_t begin = lane * per_lane;
+      std::size_t end = std::min(queued.size(), begin + per_lane);
+      for (std::size_t i = begin; i < end; ++i) {
+        CountedTransitionRequest request;
+        request.job = job;
+        request.unit = ddb::GetS(queued[i], "unit").value_or("");
+        request.from = UnitState::kQueued;
+        request.attempt = ddb::GetInt(queued[i], "attempt").value_or(0);
+        request.to = UnitState::kCancelled;
+        request.writer = "controller";
+        request.extra_set = "finished_at = :xf";
+        request.values = {{":xf", ddb::S(codec::FormatTime(clock_.Now()))}};
+        Status status = Transition(request, pending);
+        if (status.ok()) {
+          ++cancelled;
+        } else if (!status.error().IsConditionFailed()) {
+          note_error(status);
+          break;
+        }
+      }
+      if (pending) {
+        Status status = RemoveIntent(job, *pending);
+        if (!status.ok()) note_error(status);
+      }
+    });
+    if (!first_error.ok()) return first_error.error();
+    return cancelled.load();
+  }
+
+  Status RetryUnit(const std::string& job, const std::string& unit) override {
+    auto record = GetUnit(job, unit);
+    if (!record.ok()) return record.error();
+    if (!record->has_value()) {
+      Error error;
+      error.category = ErrorCategory::kNotFound;
+      error.service = "DynamoDB";
+      error.operation = "GetItem";
+      error.message = "no unit " + unit + " in job " + job;
+      return error;
+    }
+    UnitState state = (*record)->state;
+    if (state != UnitState::kFailed && state != UnitState::kCancelled) {
+      return ConditionFailed("UpdateItem", "unit " + unit + " is " + std::string(ToString(state)) +
+                                               ", not FAILED or CANCELLED");
+    }
+    CountedTransitionRequest request;
+    request.job = job;
+    request.unit = unit;
+    request.from = state;
+    request.attempt = (*record)->attempt;
+    request.to = UnitState::kQueued;
+    request.writer = "controller";
+    request.extra_set = "failures = :x0";
+    request.extra_remove = {"owner", "lease_until", "cancel_requested"};
+    request.values = {{":x0", ddb::N(std::int64_t{0})}};
+    return CountedTransition(request);
+  }
+
+  Status CountedTransition(const CountedTransitionRequest& request) override {
+    std::string slot_key = request.job + "\n" + request.writer;
+    std::optional<PendingIntent> pending;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = pending_.find(slot_key);
+      if (it != pending_.end()) {
+        pending = std::move(it->second);
+        pending_.erase(it);
+      }
+    }
+    Status status = Transition(request, pending);
+    if (pending) {
+      std::lock_guard<std::mutex> lock(mu_);
+      pending_[slot_key] = std::move(*pending);
+    }
+    return status;
+  }
+
+  Status FlushIntents(const std::string& job, const std::string& writer) override {
+    std::optional<PendingIntent> pending;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = pending_.find(job + "\n" + writer);
+      if (it == pending_.end()) return Status::Ok();
+      pending = std::move(it->second);
+      pending_.erase(it);
+    }
+    return RemoveIntent(job, *pending);
+  }
+
+  Result<RepairReport> RepairJob(const std::string& job) override {
+    auto item = db_->GetItem(options_.table, codec::JobKey(job), true);
+    if (!item.ok()) return item.error();
+    RepairReport report;
+    if (!item->has_value()) return report;
+    const json* inflight = ddb::Get(**item, "inflight");
+    if (inflight == nullptr || !inflight->contains("M")) return report;
+    for (auto it = (*inflight)["M"].begin(); it != (*inflight)["M"].end(); ++it) {
+      std::string id;
+      CountIntent intent = codec::DecodeIntent(it.key(), it.value(), &id);
+      auto outcome = SettleIntent(job, intent, id, /*force=*/false);
+      if (!outcome.ok()) return outcome.error();
+      switch (*outcome) {
+        case Settled::kKept:
+          ++report.intents_settled;
+          break;
+        case Settled::kReverted:
+          ++report.intents_reverted;
+          break;
+        case Settled::kPending:
+          ++report.intents_pending;
+          break;
+      }
+    }
+    return report;
+  }
+
+  Result<JobCounts> RecountJob(const std::string& job) override {
+    auto item = db_->GetItem(options_.table, codec::JobKey(job), true);
+    if (!item.ok()) return item.error();
+    if (!item->has_value()) {
+      Error error;
+      error.category = ErrorCategory::kNotFound;
+      error.service = "DynamoDB";
+      error.operation = "GetItem";
+      error.message = "no job " + job;
+      return error;
+    }
+    // Fence every intent first, so no transition behind one can still happen:
+    // then the scan sees each unit's final word and the intents can go.
+    std::vector<std::pair<std::string, std::string>> intents;  // unit, id
+    if (const json* inflight = ddb::Get(**item, "inflight"); inflight && inflight->contains("M")) {
+      for (auto it = (*inflight)["M"].begin(); it != (*inflight)["M"].end(); ++it) {
+        std::string id;
+        codec::DecodeIntent(it.key(), it.value(), &id);
+        auto fenced = Fence(job, it.key(), id);
+        if (!fenced.ok()) return fenced.error();
+        intents.emplace_back(it.key(), id);
+      }
+    }
+    // The job's units share one partition, so a Query reads exactly them (a
+    // table scan filtered on pk would read the whole table, every job).
+    QueryRequest request = UnitsQuery(job);
+    request.projection_expression = "#st";
+    request.names["#st"] = "state";
+    std::int64_t by_state[5] = {0, 0, 0, 0, 0};
+    std::int64_t total = 0;
+    Status status = db_->Query(request, [&](Page& page) {
+      for (const json& unit : page.items) {
+        auto state = ParseUnitState(ddb::GetS(unit, "state").value_or(""));
+        if (state) ++by_state[static_cast<int>(*state)];
+        ++total;
+      }
+      return true;
+    });
+    if (!status.ok()) return status.error();
+    JobCounts counts;
+    counts.total = total;
+    counts.queued = by_state[static_cast<int>(UnitState::kQueued)];
+    counts.running = by_state[static_cast<int>(UnitState::kRunning)];
+    counts.succeeded = by_state[static_cast<int>(UnitState::kSucceeded)];
+    counts.failed = by_state[static_cast<int>(UnitState::kFailed)];
+    counts.cancelled = by_state[static_cast<int>(UnitState::kCancelled)];
+
+    WriteOptions options;
+    options.condition_expression = "attribute_exists(pk)";
+    options.names = {{"#t", "total"}};
+    options.values = {{":t", ddb::N(counts.total)},
+                      {":s", ddb::N(counts.succeeded)},
+                      {":f", ddb::N(counts.failed)},
+                      {":c", ddb::N(counts.cancelled)}};
+    std::string expression = "SET #t = :t, succeeded = :s, failed = :f, cancelled = :c";
+    std::string remove;
+    for (std::size_t i = 0; i < intents.size(); ++i) {
+      std::string u = "#i" + std::to_string(i);
+      options.names[u] = intents[i].first;
+      remove += (remove.empty() ? " REMOVE " : ", ") + std::string("inflight.") + u;
+    }
+    WriteResult result =
+        db_->UpdateItem(options_.table, codec::JobKey(job), expression + remove, options);
+    if (!result.ok()) return result.error();
+    return counts;
+  }
+
+  Status PutWorker(const WorkerRecord& worker) override {
+    return db_->PutItem(options_.table, codec::EncodeWorker(worker)).status;
+  }
+
+  Result<std::vector<WorkerRecord>> ListWorkers() override {
+    QueryRequest request;
+    request.table = options_.table;
+    request.key_condition_expression = "pk = :p";
+    request.values = {{":p", ddb::S(codec::kWorkerPk)}};
+    auto items = db_->QueryAll(request);
+    if (!items.ok()) return items.error();
+    std::vector<WorkerRecord> workers;
+    for (const json& item : *items) workers.push_back(codec::DecodeWorker(item));
+    return workers;
+  }
+
+ private:
+  enum class Settled { kKept, kReverted, kPending };
+
+  QueryRequest UnitsQuery(const std::string& job) const {
+    QueryRequest request;
+    request.table = options_.table;
+    request.key_condition_expression = "pk = :p AND begins_with(sk, :u)";
+    request.values = {{":p", ddb::S(codec::JobPk(job))}, {":u", ddb::S(codec::kUnitSkPrefix)}};
+    request.consistent_read = true;
+    return request;
+  }
+
+  QueryRequest StateQuery(const std::string& job, UnitState state) const {
+    QueryRequest request;
+    request.table = options_.table;
+    request.index_name = std::string(codec::kByStateIndex);
+    request.key_condition_expression = "gsi1pk = :p";
+    request.values = {{":p", ddb::S(codec::StatePk(job, state))}};
+    return request;
+  }
+
+  // Items in a by_state partition (with gsi1sk >= since when given). Only keys
+  // travel.
+  Result<std::int64_t> CountPartition(const std::string& partition,
+                                      const std::optional<std::string>& since) {
+    QueryRequest request;
+    request.table = options_.table;
+    request.index_name = std::string(codec::kByStateIndex);
+    request.key_condition_expression = "gsi1pk = :p";
+    request.values = {{":p", ddb::S(partition)}};
+    if (since) {
+      request.key_condition_expression += " AND gsi1sk >= :s";
+      request.values[":s"] = ddb::S(*since);
+    }
+    request.projection_expression = "gsi1sk";
+    std::int64_t count = 0;
+    Status status = db_->Query(request, [&](Page& page) {
+      count += static_cast<std::int64_t>(page.items.size());
+      return true;
+    });
+    if (!status.ok()) return status.error();
+    return count;
+  }
+
+  void RememberColumns(const std::string& job, const std::vector<std::string>& columns) {
+    std::lock_guard<std::mutex> lock(mu_);
+    columns_[job] = columns;
+  }
+
+  // The job's columns (immutable once created), to restore param order; empty
+  // if unknown.
+  std::vector<std::string> Columns(const std::string& job) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = columns_.find(job);
+      if (it != columns_.end()) return it->second;
+    }
+    auto item = db_->GetItem(options_.table, codec::JobKey(job), false);
+    if (!item.ok() || !item->has_value()) return {};
+    std::vector<std::string> columns = codec::DecodeJob(**item).spec.columns;
+    RememberColumns(job, columns);
+    return columns;
+  }
+
+  // Step 3 on its own: removes a writer's settled intent if it is still that
+  // intent.
+  Status RemoveIntent(const std::string& job, const PendingIntent& pending) {
+    WriteOptions options;
+    options.condition_expression = "inflight.#u.#id = :id";
+    options.names = {{"#u", pending.unit}, {"#id", "id"}};
+    options.values = {{":id", ddb::S(pending.id)}};
+    WriteResult result =
+        db_->UpdateItem(options_.table, codec::JobKey(job), "REMOVE inflight.#u", options);
+    if (!result.ok() && !result.error().IsConditionFailed()) return result.status;
+    return Status::Ok();
+  }
+
+  // The unit update of a transition (step 2), or the whole transition when
+  // uncounted.
+  WriteResult UnitWrite(const CountedTransitionRequest& request, const std::string& intent_id) {
+    Clock::WallTime now = clock_.Now();
+    WriteOptions options;
+    options.names = request.names;
+    options.values = request.values;
+    options.names["#st"] = "state";
+    options.names["#at"] = "attempt";
+    options.values[":from"] = ddb::S(ToString(request.from));
+    options.values[":to"] = ddb::S(ToString(request.to));
+    options.values[":att"] = ddb::N(request.attempt);
+    options.values[":now"] = ddb::S(codec::FormatTime(now));
+    options.values[":gpk"] = ddb::S(codec::StatePk(request.job, request.to));
+    options.values[":gsk"] = ddb::S(codec::StateSk(now, request.unit));
+    options.condition_expression = "#st = :from AND #at = :att";
+    if (request.owner) {
+      options.names["#ow"] = "owner";
+      options.values[":own"] = ddb::S(*request.owner);
+      options.condition_expression += " AND #ow = :own";
+    }
+    std::string expression = "SET #st = :to, state_since = :now, gsi1pk = :gpk, gsi1sk = :gsk";
+    if (!intent_id.empty()) {
+      // The unit carries the id of the transition that moved it, and refuses
+      // one that repair has revoked: together they make "did step 2 happen?"
+      // decidable.
+      options.values[":iid"] = ddb::S(intent_id);
+      expression += ", last_intent = :iid";
+      options.condition_expression +=
+          " AND (attribute_not_exists(revoked_intent) OR revoked_intent <> "
+          ":iid)";
+    }
+    if (!request.extra_set.empty()) expression += ", " + request.extra_set;
+    for (std::size_t i = 0; i < request.extra_remove.size(); ++i) {
+      std::string name = "#rm" + std::to_string(i);
+      options.names[name] = request.extra_remove[i];
+      expression += (i == 0 ? " REMOVE " : ", ") + name;
+    }
+    options.return_current_on_condition_failure = true;
+    return db_->UpdateItem(options_.table, codec::UnitKey(request.job, request.unit), expression,
+                           options);
+  }
+
+  // The protocol of docs/ledger.md for one transition. `pending` is the
+  // writer's intent left for piggybacked removal: consumed here, and replaced
+  // by this transition's.
+  Status Transition(const CountedTransitionRequest& request,
+                    std::optional<PendingIntent>& pending) {
+    const char* minus = IsCounted(request.from) ? CounterOf(request.from) : nullptr;
+    const char* plus = IsCounted(request.to) ? CounterOf(request.to) : nullptr;
+    if (minus == nullptr && plus == nullptr) {
+      WriteResult result = UnitWrite(request, "");
+      return result.status;
+    }
+    if (pending && pending->unit == request.unit) {
+      // The same path cannot be removed and set in one expression.
+      Status status = RemoveIntent(request.job, *pending);
+      if (!status.ok()) return status;
+      pending.reset();
+    }
+
+    // Step 1: the intent and the count.
+    std::string id = NewIntentId();
+    CountIntent intent;
+    intent.unit = request.unit;
+    intent.from = request.from;
+    intent.to = request.to;
+    intent.attempt = request.attempt;
+    intent.writer = request.writer;
+    intent.at = clock_.Now();
+    Status step1;
+    for (int round = 0; round < 3; ++round) {
+      step1 = AddIntent(request.job, intent, id, minus, plus, pending);
+      if (step1.ok() || !step1.error().IsConditionFailed()) break;
+      // Someone else's intent for this unit (or our piggybacked one changed):
+      // settle it and try again.
+      auto job_item = db_->GetItem(options_.table, codec::JobKey(request.job), true);
+      if (!job_item.ok()) return job_item.error();
+      if (!job_item->has_value()) {
+        return ConditionFailed("UpdateItem", "no job " + request.job);
+      }
+      pending.reset();  // whatever it was, it is no longer ours to piggyback
+      const json* inflight = ddb::Get(**job_item, "inflight");
+      if (inflight != nullptr && inflight->contains("M") &&
+          (*inflight)["M"].contains(request.unit)) {
+        std::string other_id;
+        CountIntent other =
+            codec::DecodeIntent(request.unit, (*inflight)["M"][request.unit], &other_id);
+        auto settled = SettleIntent(request.job, other, other_id, false);
+        if (!settled.ok()) return settled.error();
+        if (*settled == Settled::kPending) {
+          return ConditionFailed(
+              "UpdateItem",
+              "unit " + request.unit + " has a transition in flight by " + other.writer);
+        }
+      }
+    }
+    if (!step1.ok()) return step1;
+    pending.reset();
+    if (request.crash_after_writes == 1) return Status::Ok();
+
+    // Step 2: the unit.
+    WriteResult unit_result = UnitWrite(request, id);
+    if (!unit_result.ok()) {
+      bool made_anyway = unit_result.error().IsConditionFailed() && unit_result.current_item &&
+                         ddb::GetS(*unit_result.current_item, "last_intent") == id;
+      if (!made_anyway) {
+        // Undo step 1, unless repair has already settled the intent.
+        Status undo = UndoIntent(request.job, request.unit, id, minus, plus);
+        if (!undo.ok()) return undo;
+        return unit_result.status;
+      }
+    }
+    if (request.crash_after_writes == 2) return Status::Ok();
+    // Step 3 rides on this writer's next step 1.
+    pending = PendingIntent{request.unit, id};
+    return Status::Ok();
+  }
+
+  Status AddIntent(const std::string& job, const CountIntent& intent, const std::string& id,
+                   const char* minus, const char* plus,
+                   const std::optional<PendingIntent>& pending) {
+    WriteOptions options;
+    options.names = {{"#u", intent.unit}};
+    options.values = {{":intent", codec::EncodeIntent(intent, id)}};
+    options.condition_expression = "attribute_exists(pk) AND attribute_not_exists(inflight.#u)";
+    std::string expression = "SET inflight.#u = :intent";
+    std::string add;
+    if (minus != nullptr) {
+      options.names["#cm"] = minus;
+      options.values[":m"] = ddb::N(std::int64_t{-1});
+      add += "#cm :m";
+    }
+    if (plus != nullptr) {
+      options.names["#cp"] = plus;
+      options.values[":p"] = ddb::N(std::int64_t{1});
+      add += std::string(add.empty() ? "" : ", ") + "#cp :p";
+    }
+    expression += " ADD " + add;
+    if (pending) {
+      options.names["#pu"] = pending->unit;
+      options.names["#id"] = "id";
+      options.values[":pid"] = ddb::S(pending->id);
+      expression += " REMOVE inflight.#pu";
+      options.condition_expression +=
+          " AND (attribute_not_exists(inflight.#pu) OR inflight.#pu.#id = "
+          ":pid)";
+    }
+    return db_->UpdateItem(options_.table, codec::JobKey(job), expression, options).status;
+  }
+
+  // Reverts step 1 of intent `id` (count and intent) if the intent is still
+  // there.
+  Status UndoIntent(const std::string& job, const std::string& unit, const std::string& id,
+                    const char* minus, const char* plus) {
+    WriteOptions options;
+    options.names = {{"#u", unit}, {"#id", "id"}};
+    options.values = {{":id", ddb::S(id)}};
+    options.condition_expression = "inflight.#u.#id = :id";
+    std::string add;
+    if (minus != nullptr) {
+      options.names["#cm"] = minus;
+      options.values[":m"] = ddb::N(std::int64_t{1});
+      add += "#cm :m";
+    }
+    if (plus != nullptr) {
+      options.names["#cp"] = plus;
+      options.values[":p"] = ddb::N(std::int64_t{-1});
+      add += std::string(add.empty() ? "" : ", ") + "#cp :p";
+    }
+    WriteResult result = db_->UpdateItem(options_.table, codec::JobKey(job),
+                                         "ADD " + add + " REMOVE inflight.#u", options);
+    if (!result.ok() && !result.error().IsConditionFailed()) return result.status;
+    return Status::Ok();
+  }
+
+  // Makes sure step 2 of intent `id` can no longer happen. true: it had
+  // happened (the unit carries the id); false: it never will.
+  Result<bool> Fence(const std::string& job, const std::string& unit, const std::string& id) {
+    WriteOptions options;
+    options.condition_expression =
+        "attribute_exists(pk) AND (attribute_not_exists(last_intent) OR "
+        "last_intent <> :id)";
+    options.values = {{":id", ddb::S(id)}};
+    options.return_current_on_condition_failure = true;
+    WriteResult result = db_->UpdateItem(options_.table, codec::UnitKey(job, unit),
+                                         "SET revoked_intent = :id", options);
+    if (result.ok()) return false;
+    if (!result.error().IsConditionFailed()) return result.error();
+    if (result.current_item && ddb::GetS(*result.current_item, "last_intent") == id) return true;
+    return false;  // no such unit: nothing can happen to it
+  }
+
+  // RepairJob's rule for one intent (docs/ledger.md).
+  Result<Settled> SettleIntent(const std::string& job, const CountIntent& intent,
+                               const std::string& id, bool force) {
+    auto unit_item = db_->GetItem(options_.table, codec::UnitKey(job, intent.unit), true);
+    if (!unit_item.ok()) return unit_item.error();
+    bool happened = unit_item->has_value() && ddb::GetS(**unit_item, "last_intent") == id;
+    if (!happened && !force && unit_item->has_value()) {
+      const json& unit = **unit_item;
+      bool could_still_happen = ddb::GetS(unit, "state") == std::string(ToString(intent.from)) &&
+                                ddb::GetInt(unit, "attempt").value_or(-1) == intent.attempt;
+      if (could_still_happen) {
+        Clock::WallTime now = clock_.Now();
+        bool writer_gone;
+        if (intent.writer == "controller") {
+          writer_gone = now - intent.at > options_.controller_intent_grace;
+        } else {
+          auto lease = ddb::GetInt(unit, "lease_until");
+          writer_gone = !lease || *lease < EpochSeconds(now);
+        }
+        if (!writer_gone) return Settled::kPending;
+      }
+    }
+    if (!happened) {
+      auto fenced = Fence(job, intent.unit, id);
+      if (!fenced.ok()) return fenced.error();
+      happened = *fenced;
+    }
+    const char* minus = IsCounted(intent.from) ? CounterOf(intent.from) : nullptr;
+    const char* plus = IsCounted(intent.to) ? CounterOf(intent.to) : nullptr;
+    if (happened) {
+      Status status = RemoveIntent(job, PendingIntent{intent.unit, id});
+      if (!status.ok()) return status.error();
+      return Settled::kKept;
+    }
+    Status status = UndoIntent(job, intent.unit, id, minus, plus);
+    if (!status.ok()) return status.error();
+    return Settled::kReverted;
+  }
+
+  std::shared_ptr<DynamoDb> db_;
+  DynamoLedgerOptions options_;
+  Clock& clock_;
+  std::mutex mu_;
+  std::map<std::string, PendingIntent> pending_;             // "<job>\n<writer>"; guarded by mu_
+  std::map<std::string, std::vector<std::string>> columns_;  // job -> columns; guarded by mu_
+};
+
+}  // namespace
+
+std::shared_ptr<Ledger> MakeDynamoLedger(std::shared_ptr<DynamoDb> db, DynamoLedgerOptions options,
+                                         Clock& clock) {
+  return std::make_shared<DynamoLedger>(std::move(db), std::move(options), clock);
+}
+
+std::string LedgerTableName(std::string_view stack) { return "spotgrid-" + std::string(stack); }
+
+Status ValidateStackName(std::string_view stack) {
+  bool ok = !stack.empty() && stack.size() <= 40 && stack[0] >= 'a' && stack[0] <= 'z';
+  for (char c : stack) {
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-')) ok = false;
+  }
+  if (ok) return Status::Ok();
+  return Error::InvalidInput("stack name \"" + std::string(stack) +
+                             "\" must be 1 to 40 characters of a-z, 0-9 and '-', starting with "
+                             "a letter");
+}
+
+}  // namespace spotgrid

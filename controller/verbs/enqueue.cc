@@ -1,0 +1,571 @@
+// controller enqueue: turns a grid file into unit items in the ledger and one message per
+// unit in the work queue.
+//
+// The whole file is parsed and validated before anything is written. The protocol is
+// idempotent (docs/ledger.md, "Job item"): the job item is created first (enqueue_state
+// WRITING), then every unit item that does not exist yet and, as soon as a unit's item is in
+// (the writes run on their own thread meanwhile), the messages in unit order, recording
+// `sent_through` every few thousand units, and finally enqueue_state DONE. A rerun
+// after a crash writes only the missing units and resumes the messages at `sent_through`, so
+// at most the last checkpoint's worth of messages is sent twice (the agents' conditional claim
+// makes a duplicate message harmless).
+#include <algorithm>
+#include <cerrno>
+#include <condition_variable>
+#include <cstdio>
+#include <cstring>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <set>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "grid.h"
+#include "spotgrid/aws/sigv4.h"
+#include "spotgrid/services/sqs_client.h"
+#include "verbs/verbs.h"
+
+namespace spotgrid {
+namespace {
+
+// Units whose messages go out between two `sent_through` checkpoints. Large enough that the
+// checkpoint write is noise, small enough that a crash resends little.
+constexpr std::size_t kCheckpointUnits = 5000;
+// Changed units named in an error before "and N more".
+constexpr std::size_t kListLimit = 20;
+
+Status ValidateJobId(std::string_view job) {
+  bool ok = !job.empty() && job.size() <= 64 && job != "." && job != "..";
+  for (char c : job) {
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+          c == '_' || c == '-')) {
+      ok = false;
+    }
+  }
+  if (ok) return Status::Ok();
+  return Error::InvalidInput("invalid job id '" + std::string(job) +
+                             "': use 1 to 64 of A-Z a-z 0-9 . _ -");
+}
+
+// "grid.csv" and "runs/grid.v2.csv" -> "grid", "grid.v2".
+std::string DefaultJobId(const std::string& path) {
+  std::string base =
+      path.substr(path.find_last_of('/') == std::string::npos ? 0 : path.find_last_of('/') + 1);
+  const auto dot = base.find_last_of('.');
+  if (dot != std::string::npos && dot > 0) base.resize(dot);
+  return base;
+}
+
+Result<std::vector<int>> ParseExitCodes(const Args& args, const std::string& name) {
+  std::vector<int> codes;
+  for (const std::string& list : args.GetAll(name)) {
+    std::size_t start = 0;
+    while (start <= list.size()) {
+      std::size_t end = list.find(',', start);
+      if (end == std::string::npos) end = list.size();
+      std::string item = list.substr(start, end - start);
+      item.erase(0, item.find_first_not_of(' '));
+      item.erase(item.find_last_not_of(' ') + 1);
+      char* stop = nullptr;
+      errno = 0;
+      const long value = item.empty() ? -1 : std::strtol(item.c_str(), &stop, 10);
+      if (item.empty() || errno != 0 || *stop != '\0' || value < 0 || value > 255) {
+        return Error::InvalidInput("--" + name + ": '" + item +
+                                   "' is not an exit code (0..255); give a list like 1,2,137");
+      }
+      codes.push_back(static_cast<int>(value));
+      start = end + 1;
+    }
+  }
+  std::sort(codes.begin(), codes.end());
+  codes.erase(std::unique(codes.begin(), codes.end()), codes.end());
+  return codes;
+}
+
+Result<std::string> ReadFile(const std::string& path) {
+  std::FILE* file = std::fopen(path.c_str(), "rb");
+  if (file == nullptr) {
+    return Error::InvalidInput("cannot read " + path + ": " + std::strerror(errno));
+  }
+  std::string data;
+  char buffer[1 << 16];
+  std::size_t n = 0;
+  while ((n = std::fread(buffer, 1, sizeof(buffer), file)) > 0) data.append(buffer, n);
+  const bool failed = std::ferror(file) != 0;
+  std::fclose(file);
+  if (failed) return Error::InvalidInput("cannot read " + path + ": read error");
+  return data;
+}
+
+std::vector<int> Sorted(std::vector<int> v) {
+  std::sort(v.begin(), v.end());
+  v.erase(std::unique(v.begin(), v.end()), v.end());
+  return v;
+}
+
+std::string JoinCodes(const std::vector<int>& codes) {
+  std::string out;
+  for (int code : codes) out += (out.empty() ? "" : ",") + std::to_string(code);
+  return out.empty() ? "(none)" : out;
+}
+
+// What differs between an existing job's settings and this run's; a job's rules cannot change
+// under units that may already be running.
+std::vector<std::string> SettingDifferences(const JobSpec& old_spec, const JobSpec& spec) {
+  std::vector<std::string> out;
+  if (old_spec.command_template != spec.command_template) {
+    out.push_back("--command '" + old_spec.command_template + "' (now '" + spec.command_template +
+                  "')");
+  }
+  if (old_spec.chunk != spec.chunk) {
+    out.push_back("--chunk " + std::to_string(old_spec.chunk) + " (now " +
+                  std::to_string(spec.chunk) + ")");
+  }
+  if (old_spec.retry.max_attempts != spec.retry.max_attempts) {
+    out.push_back("--max-attempts " + std::to_string(old_spec.retry.max_attempts) + " (now " +
+                  std::to_string(spec.retry.max_attempts) + ")");
+  }
+  if (Sorted(old_spec.retry.retry_exit_codes) != Sorted(spec.retry.retry_exit_codes)) {
+    out.push_back("--retry-exit-codes " + JoinCodes(Sorted(old_spec.retry.retry_exit_codes)) +
+                  " (now " + JoinCodes(Sorted(spec.retry.retry_exit_codes)) + ")");
+  }
+  if (Sorted(old_spec.retry.fail_exit_codes) != Sorted(spec.retry.fail_exit_codes)) {
+    out.push_back("--fail-exit-codes " + JoinCodes(Sorted(old_spec.retry.fail_exit_codes)) +
+                  " (now " + JoinCodes(Sorted(spec.retry.fail_exit_codes)) + ")");
+  }
+  if (old_spec.timeout_s != spec.timeout_s) {
+    out.push_back("--timeout " + std::to_string(old_spec.timeout_s) + "s (now " +
+                  std::to_string(spec.timeout_s) + "s)");
+  }
+  return out;
+}
+
+std::string WithCommas(std::int64_t n) {
+  std::string digits = std::to_string(n);
+  std::string out;
+  for (std::size_t i = 0; i < digits.size(); ++i) {
+    if (i > 0 && digits[0] != '-' && (digits.size() - i) % 3 == 0) out += ',';
+    out += digits[i];
+  }
+  return out;
+}
+
+struct Summary {
+  std::string job;
+  std::int64_t units = 0;
+  std::int64_t written = 0;
+  std::int64_t replaced = 0;
+  std::int64_t sent = 0;
+  std::int64_t already_present = 0;
+  double seconds = 0;
+};
+
+void PrintSummary(Controller& controller, const Summary& s, bool json, bool nothing_new) {
+  if (json) {
+    nlohmann::ordered_json doc = {{"job", s.job},         {"units", s.units},
+                                  {"written", s.written}, {"replaced", s.replaced},
+                                  {"sent", s.sent},       {"already_present", s.already_present},
+                                  {"seconds", s.seconds}};
+    std::fprintf(controller.out(), "%s\n", doc.dump().c_str());
+    return;
+  }
+  if (nothing_new) {
+    std::fprintf(controller.out(), "job %s: nothing new to enqueue (%s units already enqueued)\n",
+                 s.job.c_str(), WithCommas(s.already_present).c_str());
+    return;
+  }
+  std::fprintf(controller.out(),
+               "job %s: %s units: %s written, %s replaced, %s already present; %s messages "
+               "sent in %.1f s\n",
+               s.job.c_str(), WithCommas(s.units).c_str(), WithCommas(s.written).c_str(),
+               WithCommas(s.replaced).c_str(), WithCommas(s.already_present).c_str(),
+               WithCommas(s.sent).c_str(), s.seconds);
+}
+
+void PrintDryRun(Controller& controller, const std::string& job, const std::vector<UnitSpec>& units,
+                 bool json) {
+  std::FILE* out = controller.out();
+  if (json) {
+    nlohmann::ordered_json doc = nlohmann::ordered_json::array();
+    for (const UnitSpec& unit : units) {
+      nlohmann::ordered_json rows = nlohmann::ordered_json::array();
+      for (const GridRow& row : unit.rows) {
+        nlohmann::ordered_json params = nlohmann::ordered_json::object();
+        for (const auto& [name, value] : row.params) params[name] = value;
+        rows.push_back({{"line", row.line}, {"command", row.command}, {"params", params}});
+      }
+      doc.push_back({{"id", unit.id}, {"rows", rows}});
+    }
+    // Invalid UTF-8 cannot reach here: ParseCsv rejected it.
+    std::fprintf(out, "%s\n", doc.dump(2).c_str());
+    return;
+  }
+  std::string text;
+  for (const UnitSpec& unit : units) {
+    for (const GridRow& row : unit.rows) {
+      text += unit.id;
+      text += '\t';
+      text += row.command;
+      text += '\n';
+    }
+  }
+  std::fputs(text.c_str(), out);
+  std::fprintf(controller.err(), "dry run: job %s would have %s units; nothing was enqueued\n",
+               job.c_str(), WithCommas(static_cast<std::int64_t>(units.size())).c_str());
+}
+
+int RunEnqueue(const Args& args, Controller& controller) {
+  const Clock::MonoTime started = controller.clock().Monotonic();
+  const std::string path = args.positionals().at(0);
+  const bool json = args.Has("json");
+  const bool dry_run = args.Has("dry-run");
+  const bool replace = args.Has("replace");
+
+  JobSpec spec;
+  spec.id = args.GetOr("job", DefaultJobId(path));
+  if (Status valid = ValidateJobId(spec.id); !valid.ok()) {
+    Error error = valid.error();
+    if (!args.Has("job")) error.message += " (derived from the file name; name it with --job)";
+    return ReportError(controller, error);
+  }
+  auto chunk = args.GetInt("chunk", 1, 100000);
+  if (!chunk.ok()) return ReportError(controller, chunk.error());
+  auto max_attempts = args.GetInt("max-attempts", 1, 1000);
+  if (!max_attempts.ok()) return ReportError(controller, max_attempts.error());
+  auto retry_codes = ParseExitCodes(args, "retry-exit-codes");
+  if (!retry_codes.ok()) return ReportError(controller, retry_codes.error());
+  auto fail_codes = ParseExitCodes(args, "fail-exit-codes");
+  if (!fail_codes.ok()) return ReportError(controller, fail_codes.error());
+  for (int code : *retry_codes) {
+    if (std::binary_search(fail_codes->begin(), fail_codes->end(), code)) {
+      return ReportError(
+          controller, Error::InvalidInput("exit code " + std::to_string(code) +
+                                          " is in both --retry-exit-codes and --fail-exit-codes"));
+    }
+  }
+  auto timeout = args.GetDuration("timeout");
+  if (!timeout.ok()) return ReportError(controller, timeout.error());
+  const auto stack_name = args.Get("stack");
+  if (!dry_run && !stack_name) {
+    return ReportError(controller,
+                       Error::InvalidInput("enqueue: --stack is required (or set SPOTGRID_STACK)"));
+  }
+
+  auto data = ReadFile(path);
+  if (!data.ok()) return ReportError(controller, data.error());
+  auto table = ParseCsv(*data, path);
+  if (!table.ok()) return ReportError(controller, table.error());
+  GridOptions grid_options;
+  grid_options.command_template = args.GetOr("command", "");
+  grid_options.chunk = static_cast<int>(chunk->value_or(1));
+  auto built = BuildUnits(*table, grid_options, path);
+  if (!built.ok()) return ReportError(controller, built.error());
+  const std::vector<UnitSpec>& units = *built;
+  if (units.empty()) {
+    return ReportError(controller, Error::InvalidInput(path + ": the grid has no data rows"));
+  }
+
+  if (dry_run) {
+    PrintDryRun(controller, spec.id, units, json);
+    return kExitOk;
+  }
+
+  spec.command_template = grid_options.command_template;
+  spec.grid_file = path;
+  spec.grid_sha256 = Sha256Hex(*data);
+  spec.columns = table->header;
+  spec.chunk = grid_options.chunk;
+  spec.retry.max_attempts = static_cast<int>(max_attempts->value_or(spec.retry.max_attempts));
+  spec.retry.retry_exit_codes = *retry_codes;
+  spec.retry.fail_exit_codes = *fail_codes;
+  spec.timeout_s = timeout->has_value() ? (*timeout)->count() : 0;
+  spec.total = static_cast<std::int64_t>(units.size());
+  spec.created_at = controller.clock().Now();
+
+  auto stack = controller.stack(*stack_name);
+  if (!stack.ok()) return ReportError(controller, stack.error());
+  auto ledger_or = controller.ledger(*stack_name);
+  if (!ledger_or.ok()) return ReportError(controller, ledger_or.error());
+  Ledger& ledger = **ledger_or;
+  auto sqs = controller.sqs();
+  if (!sqs.ok()) return ReportError(controller, sqs.error());
+
+  Summary summary;
+  summary.job = spec.id;
+  summary.units = static_cast<std::int64_t>(units.size());
+
+  auto created = ledger.CreateJob(spec);
+  if (!created.ok()) return ReportError(controller, created.error());
+  std::optional<JobRecord> record;
+  if (!*created) {
+    auto found = ledger.GetJob(spec.id);
+    if (!found.ok()) return ReportError(controller, found.error());
+    if (!found->has_value()) {
+      return ReportError(controller,
+                         Error::Io("enqueue", "job " + spec.id + " exists but could not be read"));
+    }
+    record = std::move(**found);
+    auto differences = SettingDifferences(record->spec, spec);
+    if (!differences.empty()) {
+      std::string message = "job " + spec.id + " already exists with other settings: ";
+      for (std::size_t i = 0; i < differences.size(); ++i) {
+        message += (i > 0 ? ", " : "") + differences[i];
+      }
+      message += "; enqueue it under another --job, or repeat the original settings";
+      return ReportError(controller, Error::InvalidInput(message));
+    }
+    if (record->spec.grid_sha256 == spec.grid_sha256 && record->enqueue_state == "DONE") {
+      summary.already_present = summary.units;
+      summary.seconds =
+          std::chrono::duration<double>(controller.clock().Monotonic() - started).count();
+      PrintSummary(controller, summary, json, /*nothing_new=*/true);
+      return kExitOk;
+    }
+  }
+
+  // Which units exist already, and with what content.
+  std::vector<const UnitSpec*> missing;
+  std::vector<const UnitSpec*> changed;
+  std::int64_t units_in_ledger = 0;
+  if (record) {
+    auto hashes = ledger.UnitHashes(spec.id);
+    if (!hashes.ok()) return ReportError(controller, hashes.error());
+    units_in_ledger = static_cast<std::int64_t>(hashes->size());
+    for (const UnitSpec& unit : units) {
+      auto it = hashes->find(unit.id);
+      if (it == hashes->end()) {
+        missing.push_back(&unit);
+      } else if (it->second != unit.content_sha256) {
+        changed.push_back(&unit);
+      } else {
+        ++summary.already_present;
+      }
+    }
+  } else {
+    missing.reserve(units.size());
+    for (const UnitSpec& unit : units) missing.push_back(&unit);
+  }
+  if (!changed.empty() && !replace) {
+    std::string message = "job " + spec.id + ": " + WithCommas(std::int64_t(changed.size())) +
+                          " unit(s) already enqueued with other content: ";
+    for (std::size_t i = 0; i < changed.size() && i < kListLimit; ++i) {
+      message += (i > 0 ? ", " : "") + changed[i]->id;
+    }
+    if (changed.size() > kListLimit) {
+      message += " and " + std::to_string(changed.size() - kListLimit) + " more";
+    }
+    message += " (rerun with --replace to replace units that are not running or done)";
+    return ReportError(controller, Error::InvalidInput(message));
+  }
+
+  // Which messages to send, in unit order. A fresh job, or a rerun of the same grid after a
+  // crash, sends units [sent_through, n). A job whose enqueue had completed and that now gets
+  // a changed grid sends only for the units this run writes or replaces; it is marked WRITING
+  // first, so a crash in between makes the next run resend every unit rather than lose some.
+  std::int64_t send_from = 0;
+  bool subset = false;
+  if (record && record->enqueue_state != "DONE" && record->spec.grid_sha256 == spec.grid_sha256) {
+    send_from = std::min<std::int64_t>(record->sent_through, summary.units);
+  } else if (record && record->enqueue_state == "DONE") {
+    subset = true;
+  }
+  const std::int64_t total_after = units_in_ledger + static_cast<std::int64_t>(missing.size());
+  if (subset && missing.empty() && changed.empty()) {
+    summary.seconds =
+        std::chrono::duration<double>(controller.clock().Monotonic() - started).count();
+    PrintSummary(controller, summary, json, /*nothing_new=*/true);
+    return kExitOk;
+  }
+  if (subset) {
+    if (Status mark = ledger.SetEnqueueProgress(spec.id, 0, total_after, false); !mark.ok()) {
+      return ReportError(controller, mark);
+    }
+  }
+
+  for (const UnitSpec* unit : changed) {
+    if (Status replaced = ledger.ReplaceUnit(spec.id, *unit); !replaced.ok()) {
+      Error error = replaced.error();
+      if (error.IsConditionFailed()) {
+        error.message = "unit " + unit->id + " of job " + spec.id +
+                        " is running or has succeeded; it cannot be replaced now";
+      }
+      return ReportError(controller, error);
+    }
+    ++summary.replaced;
+  }
+
+  // A fresh job writes every unit: no copy then.
+  std::vector<UnitSpec> copies;
+  if (missing.size() != units.size()) {
+    copies.reserve(missing.size());
+    for (const UnitSpec* unit : missing) copies.push_back(*unit);
+  }
+  const std::vector<UnitSpec>& to_write = missing.size() == units.size() ? units : copies;
+
+  std::vector<const UnitSpec*> to_send;
+  if (subset) {
+    std::set<const UnitSpec*> touched(missing.begin(), missing.end());
+    touched.insert(changed.begin(), changed.end());
+    for (const UnitSpec& unit : units) {
+      if (touched.count(&unit)) to_send.push_back(&unit);
+    }
+  } else {
+    to_send.reserve(units.size() - static_cast<std::size_t>(send_from));
+    for (std::size_t i = static_cast<std::size_t>(send_from); i < units.size(); ++i) {
+      to_send.push_back(&units[i]);
+    }
+  }
+  // A message goes only once its unit's item is in: to_send[i] needs the first needed[i] items
+  // of to_write written (PutNewUnits writes them in order). Both lists are in unit order, so
+  // `needed` never decreases.
+  std::vector<std::int64_t> needed(to_send.size(), 0);
+  if (!missing.empty()) {
+    std::unordered_map<const UnitSpec*, std::int64_t> position;
+    position.reserve(missing.size());
+    for (std::size_t j = 0; j < missing.size(); ++j) {
+      position.emplace(missing[j], static_cast<std::int64_t>(j) + 1);
+    }
+    std::int64_t floor = 0;
+    for (std::size_t i = 0; i < to_send.size(); ++i) {
+      auto it = position.find(to_send[i]);
+      if (it != position.end()) floor = std::max(floor, it->second);
+      needed[i] = floor;
+    }
+  }
+
+  // The items are written on another thread while the messages of the units already written
+  // go out here, so both services work at once.
+  struct WriteProgress {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::int64_t written = 0;
+    bool done = false;
+    Status status;
+  } progress;
+  std::thread writer;
+  if (missing.empty()) {
+    progress.done = true;
+  } else {
+    writer = std::thread([&] {
+      Status put = ledger.PutNewUnits(spec.id, to_write, [&progress](std::int64_t written) {
+        std::lock_guard<std::mutex> lock(progress.mu);
+        progress.written = written;
+        progress.cv.notify_all();
+      });
+      std::lock_guard<std::mutex> lock(progress.mu);
+      progress.done = true;
+      progress.status = std::move(put);
+      progress.cv.notify_all();
+    });
+  }
+  ProgressBar bar(controller, "enqueue",
+                  static_cast<std::int64_t>(to_write.size() + to_send.size()), !json);
+  // Waits until `need` items are written; false when the writer stopped short of that.
+  std::int64_t written_seen = 0;
+  auto wait_written = [&](std::int64_t need) {
+    while (written_seen < need) {
+      bool done = false;
+      {
+        std::unique_lock<std::mutex> lock(progress.mu);
+        progress.cv.wait(lock, [&] { return progress.written != written_seen || progress.done; });
+        written_seen = progress.written;
+        done = progress.done;
+      }
+      bar.Update(written_seen + summary.sent);
+      if (done && written_seen < need) return false;
+    }
+    return true;
+  };
+
+  std::optional<Error> send_error;
+  {
+    std::vector<SendEntry> entries;
+    for (std::size_t begin = 0; begin < to_send.size(); begin += kCheckpointUnits) {
+      const std::size_t end = std::min(to_send.size(), begin + kCheckpointUnits);
+      if (!wait_written(needed[end - 1])) break;
+      entries.resize(end - begin);
+      for (std::size_t i = begin; i < end; ++i) {
+        entries[i - begin].body = EncodeUnitMessage(spec.id, to_send[i]->id);
+      }
+      auto sent = (*sqs)->SendMessageBatch(stack->queue_url, entries);
+      if (!sent.ok()) {
+        send_error = sent.error();
+        break;
+      }
+      if (!sent->ok()) {
+        const BatchEntryFailure& first = sent->failed.front();
+        Error error = first.error;
+        error.message = std::to_string(sent->failed.size()) + " of " +
+                        std::to_string(entries.size()) + " messages were not sent (unit " +
+                        to_send[begin + first.index]->id + ": " + first.error.message +
+                        "); rerun the same command to finish the job";
+        send_error = std::move(error);
+        break;
+      }
+      summary.sent += static_cast<std::int64_t>(entries.size());
+      bar.Update(written_seen + summary.sent);
+      if (!subset && end < to_send.size()) {
+        const std::int64_t sent_through = send_from + static_cast<std::int64_t>(end);
+        if (Status checkpoint =
+                ledger.SetEnqueueProgress(spec.id, sent_through, total_after, false);
+            !checkpoint.ok()) {
+          send_error = checkpoint.error();
+          break;
+        }
+      }
+    }
+  }
+  // A failed send leaves the writer to finish its writes: the rerun then only has to send.
+  if (writer.joinable()) writer.join();
+  bar.Finish();
+  if (!progress.status.ok()) return ReportError(controller, progress.status);
+  if (send_error) return ReportError(controller, *send_error);
+  summary.written = static_cast<std::int64_t>(to_write.size());
+  if (Status done = ledger.SetEnqueueProgress(spec.id, summary.units, total_after, true);
+      !done.ok()) {
+    return ReportError(controller, done);
+  }
+  summary.seconds = std::chrono::duration<double>(controller.clock().Monotonic() - started).count();
+  PrintSummary(controller, summary, json, /*nothing_new=*/false);
+  return kExitOk;
+}
+
+}  // namespace
+
+Verb EnqueueVerb() {
+  VerbSpec spec;
+  spec.name = "enqueue";
+  spec.summary = "turn every row of a grid.csv into a work unit";
+  spec.positionals = "GRID.csv";
+  spec.min_positionals = 1;
+  spec.max_positionals = 1;
+  spec.options = {
+      {"job", "J", "the job id (default: the grid file's name without extension)", false, ""},
+      {"command", "TEMPLATE",
+       "the command, with {column} placeholders (default: the grid's `command` column)", false, ""},
+      {"chunk", "N", "consecutive rows per unit, run one after another (default 1)", false, ""},
+      {"max-attempts", "N", "attempts before a failing unit is FAILED (default 3)", false, ""},
+      {"retry-exit-codes", "LIST", "retry only these exit codes, e.g. 1,75", true, ""},
+      {"fail-exit-codes", "LIST", "these exit codes fail a unit at once, e.g. 2,64", true, ""},
+      {"timeout", "DURATION", "time limit per attempt: 90s, 15m, 2h, 1d (default: none)", false,
+       ""},
+      {"replace", "", "replace units whose row changed (unless running or succeeded)", false, ""},
+      {"dry-run", "", "print the units that would be enqueued; touch nothing", false, ""},
+      {"json", "", "print a JSON summary (with --dry-run: the units as JSON)", false, ""},
+  };
+  spec.details =
+      "The grid is CSV (RFC 4180) with a header row. A unit's command is the `command`\n"
+      "column or --command TEMPLATE, whose {column} placeholders are replaced by the row's\n"
+      "values shell-quoted; every value also reaches the command as an environment variable.\n"
+      "An `id` column names the units (otherwise the 1-based row number does).\n"
+      "\n"
+      "The whole file is validated before anything is written. Enqueue is idempotent: running\n"
+      "it again adds only what is missing, and a rerun after a failure completes the job\n"
+      "without duplicate units.\n";
+  return Verb{std::move(spec), RunEnqueue};
+}
+
+}  // namespace spotgrid
