@@ -17,7 +17,7 @@
 #include "grid.h"
 #include "job_selection.h"
 #include "output.h"
-#include "parallel.h"
+#include "spotgrid/core/parallel_for.h"
 #include "spotgrid/services/s3_client.h"
 #include "verb_options.h"
 #include "verbs/verbs.h"

@@ -7,7 +7,7 @@
 
 #include "job_selection.h"
 #include "output.h"
-#include "parallel.h"
+#include "spotgrid/core/parallel_for.h"
 #include "spotgrid/services/sqs_client.h"
 #include "verb_options.h"
 #include "verbs/verbs.h"

@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "ledger/item_codec.h"
+#include "spotgrid/core/parallel_for.h"
 #include "spotgrid/ledger/ledger.h"
 #include "spotgrid/services/dynamodb_client.h"
 
@@ -58,24 +59,6 @@ Error ConditionFailed(std::string operation, std::string message) {
 
 std::int64_t EpochSeconds(Clock::WallTime t) {
   return std::chrono::duration_cast<std::chrono::seconds>(t.time_since_epoch()).count();
-}
-
-// Runs fn(0..n-1) on up to `concurrency` threads.
-template <typename Fn>
-void ParallelFor(std::size_t n, int concurrency, Fn&& fn) {
-  std::size_t threads =
-      std::min<std::size_t>(n, static_cast<std::size_t>(std::max(1, concurrency)));
-  if (threads <= 1) {
-    for (std::size_t i = 0; i < n; ++i) fn(i);
-    return;
-  }
-  std::atomic<std::size_t> next{0};
-  auto worker = [&] {
-    for (std::size_t i = next++; i < n; i = next++) fn(i);
-  };
-  std::vector<std::jthread> pool;
-  for (std::size_t t = 1; t < threads; ++t) pool.emplace_back(worker);
-  worker();
 }
 
 // The intent a writer has left in a job item for piggybacked removal (step 3).

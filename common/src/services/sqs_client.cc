@@ -7,7 +7,7 @@
 #include <thread>
 #include <utility>
 
-#include "core/parallel_for.h"
+#include "spotgrid/core/parallel_for.h"
 #include "services/json_writer.h"
 #include "spotgrid/aws/json_protocol.h"
 #include "spotgrid/aws/service.h"
