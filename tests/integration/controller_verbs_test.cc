@@ -373,32 +373,45 @@ TEST_F(ControllerVerbsTest, UnknownJobOrStackIsAClearError) {
   EXPECT_NE(missing.err.find("controller init"), std::string::npos) << missing.err;
 }
 
-// The acceptance bound: progress reads counters, not units, so a 100,000-unit job answers in
-// well under 200 ms (process start included). The job is enqueued by the real enqueue.
-TEST_F(ControllerVerbsTest, ProgressOnAHundredThousandUnitJobAnswersWithin200Ms) {
+// Why progress answers in constant time: it reads the job's counters and the small RUNNING
+// and recent partitions, never the units. Counted through a proxy in front of DynamoDB, a
+// 100,000-unit job costs exactly as many requests as a 3-unit one. (The 200 ms wall-clock
+// bound is measured in Release by bench/progress_bench.py: a sanitizer build sharing two
+// cores with the rest of the suite says nothing reliable about milliseconds.)
+TEST_F(ControllerVerbsTest, ProgressOnAHundredThousandUnitJobCostsTheSameRequestsAsATinyOne) {
   std::string grid = "seed\n";
   for (int i = 1; i <= 100000; ++i) grid += std::to_string(i) + "\n";
   Enqueue("big", grid, "echo {seed}");
   Succeed("big", "17");
   StartRunning("big", "99999", "i-0abc/0");
   Fail("big", "5", 2, "x");
-  std::vector<double> millis;
-  for (int i = 0; i < 5; ++i) {
-    const auto start = std::chrono::steady_clock::now();
-    Ran ran = Run({"progress", "--job", "big", "--json"});
-    millis.push_back(
-        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
-            .count());
-    ASSERT_EQ(ran.code, 0) << ran.err;
+  Enqueue("tiny", "seed\n1\n2\n3\n", "echo {seed}");
+  Succeed("tiny", "1");
+  StartRunning("tiny", "2", "i-0abc/1");
+  Fail("tiny", "3", 2, "x");
+
+  auto proxy = testing::FaultProxy::Start(EmulatorValue("AWS_ENDPOINT_URL_DYNAMODB"));
+  ASSERT_NE(proxy, nullptr);
+  auto requests_for = [&](const std::string& job, long long total, long long queued) {
+    long long before = proxy->Stats()["requests"].get<long long>();
+    Ran ran = Run({"progress", "--job", job, "--json"},
+                  {{"AWS_ENDPOINT_URL_DYNAMODB", proxy->url()}});
+    EXPECT_EQ(ran.code, 0) << ran.err;
     json counts = ParseJson(ran.out)["counts"];
-    ASSERT_EQ(counts["total"], 100000);
-    ASSERT_EQ(counts["queued"], 99997);
-    ASSERT_EQ(counts["running"], 1);
-  }
-  std::sort(millis.begin(), millis.end());
-  std::printf("progress on 100,000 units: median %.1f ms, best %.1f ms, worst %.1f ms\n", millis[2],
-              millis[0], millis[4]);
-  EXPECT_LT(millis[2], 200.0);
+    EXPECT_EQ(counts["total"], total);
+    EXPECT_EQ(counts["queued"], queued);
+    EXPECT_EQ(counts["running"], 1);
+    EXPECT_EQ(counts["succeeded"], 1);
+    EXPECT_EQ(counts["failed"], 1);
+    return proxy->Stats()["requests"].get<long long>() - before;
+  };
+  long long tiny = requests_for("tiny", 3, 0);
+  long long big = requests_for("big", 100000, 99997);
+  std::printf("progress: %lld DynamoDB requests for 3 units, %lld for 100,000 units\n", tiny,
+              big);
+  EXPECT_GT(tiny, 0);
+  EXPECT_EQ(big, tiny);
+  EXPECT_LE(big, 12);
 }
 
 // --- list ----------------------------------------------------------------------------------
