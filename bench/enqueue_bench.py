@@ -16,9 +16,9 @@ import sys
 import tempfile
 import time
 
+from emulators import running_emulators
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-LAUNCHER = os.path.join(ROOT, "tests", "harness", "launcher.py")
 TEMPLATE = "python3 simulate.py --alpha {alpha} --beta {beta} --seed {seed}"
 
 
@@ -56,44 +56,30 @@ def main():
     args = ap.parse_args()
     controller = os.path.join(args.build_dir, "controller", "controller")
 
-    with tempfile.TemporaryDirectory(prefix="spotgrid-enqueue-bench-") as tmp:
-        state = os.path.join(tmp, "emu")
-        subprocess.run(["/usr/bin/python3", LAUNCHER, "start", "--state-dir", state], check=True,
-                       stdout=subprocess.DEVNULL)
-        try:
-            env = dict(os.environ)
-            with open(os.path.join(state, "env")) as f:
-                for line in f:
-                    k, _, v = line.rstrip("\n").partition("=")
-                    if k:
-                        env[k] = v
-            with open(os.path.join(state, "pids")) as f:
-                pids = [p["pid"] for p in json.load(f)["children"] if p["name"] in ("sqs", "dynamodb")]
+    with tempfile.TemporaryDirectory(prefix="spotgrid-enqueue-bench-") as tmp, \
+            running_emulators(tmp) as (env, emulator_pids):
+        pids = [emulator_pids["sqs"], emulator_pids["dynamodb"]]
+        grid = os.path.join(tmp, "sweep.csv")
+        with open(grid, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["alpha", "beta", "seed"])
+            for i in range(args.rows):
+                w.writerow([f"{(i % 100) * 0.01:.2f}", str(i % 7), str(i)])
 
-            grid = os.path.join(tmp, "sweep.csv")
-            with open(grid, "w", newline="") as f:
-                w = csv.writer(f)
-                w.writerow(["alpha", "beta", "seed"])
-                for i in range(args.rows):
-                    w.writerow([f"{(i % 100) * 0.01:.2f}", str(i % 7), str(i)])
+        subprocess.run([controller, "init", "--stack", "benchours", "--bucket", "bench-ours"],
+                       env=env, check=True, stdout=subprocess.DEVNULL)
+        ours = timed([controller, "enqueue", grid, "--stack", "benchours", "--job", "sweep",
+                      "--command", TEMPLATE], env, pids)
 
-            subprocess.run([controller, "init", "--stack", "benchours", "--bucket", "bench-ours"],
-                           env=env, check=True, stdout=subprocess.DEVNULL)
-            ours = timed([controller, "enqueue", grid, "--stack", "benchours", "--job", "sweep",
-                          "--command", TEMPLATE], env, pids)
-
-            # The peer gets its own queue and table, created outside the timed part.
-            subprocess.run([controller, "init", "--stack", "benchpeer", "--bucket", "bench-peer"],
-                           env=env, check=True, stdout=subprocess.DEVNULL)
-            queue_url = json.loads(subprocess.run(
-                ["/usr/bin/aws", "sqs", "get-queue-url", "--queue-name", "spotgrid-benchpeer",
-                 "--endpoint-url", env["AWS_ENDPOINT_URL_SQS"], "--output", "json"],
-                env=env, check=True, capture_output=True, text=True).stdout)["QueueUrl"]
-            peer = timed(["/usr/bin/python3", os.path.join(HERE, "peers", "boto3_enqueue.py"), grid,
-                          queue_url, "spotgrid-benchpeer"], env, pids)
-        finally:
-            subprocess.run(["/usr/bin/python3", LAUNCHER, "stop", "--state-dir", state],
-                           stdout=subprocess.DEVNULL)
+        # The peer gets its own queue and table, created outside the timed part.
+        subprocess.run([controller, "init", "--stack", "benchpeer", "--bucket", "bench-peer"],
+                       env=env, check=True, stdout=subprocess.DEVNULL)
+        queue_url = json.loads(subprocess.run(
+            ["/usr/bin/aws", "sqs", "get-queue-url", "--queue-name", "spotgrid-benchpeer",
+             "--endpoint-url", env["AWS_ENDPOINT_URL_SQS"], "--output", "json"],
+            env=env, check=True, capture_output=True, text=True).stdout)["QueueUrl"]
+        peer = timed(["/usr/bin/python3", os.path.join(HERE, "peers", "boto3_enqueue.py"), grid,
+                      queue_url, "spotgrid-benchpeer"], env, pids)
 
     n = args.rows
     print(f"enqueue of {n:,} units against the emulators (local-aws-sqs, dynalite)")

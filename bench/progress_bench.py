@@ -16,8 +16,8 @@ import sys
 import tempfile
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-LAUNCHER = os.path.join(os.path.dirname(HERE), "tests", "harness", "launcher.py")
+from emulators import running_emulators
+
 
 
 def timed_ms(cmd, env):
@@ -36,44 +36,32 @@ def main():
     args = ap.parse_args()
     controller = os.path.join(args.build_dir, "controller", "controller")
 
-    with tempfile.TemporaryDirectory(prefix="spotgrid-progress-bench-") as tmp:
-        state = os.path.join(tmp, "emu")
-        subprocess.run(["/usr/bin/python3", LAUNCHER, "start", "--state-dir", state], check=True,
+    with tempfile.TemporaryDirectory(prefix="spotgrid-progress-bench-") as tmp, \
+            running_emulators(tmp) as (env, _):
+        env["SPOTGRID_STACK"] = "benchprogress"
+        grid = os.path.join(tmp, "big.csv")
+        with open(grid, "w") as f:
+            f.write("seed\n" + "".join(f"{i}\n" for i in range(1, args.units + 1)))
+        subprocess.run([controller, "init", "--bucket", "bench-progress"], env=env, check=True,
                        stdout=subprocess.DEVNULL)
-        try:
-            env = dict(os.environ)
-            with open(os.path.join(state, "env")) as f:
-                for line in f:
-                    k, _, v = line.rstrip("\n").partition("=")
-                    if k:
-                        env[k] = v
-            env["SPOTGRID_STACK"] = "benchprogress"
-            grid = os.path.join(tmp, "big.csv")
-            with open(grid, "w") as f:
-                f.write("seed\n" + "".join(f"{i}\n" for i in range(1, args.units + 1)))
-            subprocess.run([controller, "init", "--bucket", "bench-progress"], env=env, check=True,
-                           stdout=subprocess.DEVNULL)
-            subprocess.run([controller, "enqueue", grid, "--command", "echo {seed}"], env=env,
-                           check=True, stdout=subprocess.DEVNULL)
+        subprocess.run([controller, "enqueue", grid, "--command", "echo {seed}"], env=env,
+                       check=True, stdout=subprocess.DEVNULL)
 
-            ours = []
-            for _ in range(11):
-                ms, out = timed_ms([controller, "progress", "--job", "big", "--json"], env)
-                assert json.loads(out)["counts"]["total"] == args.units
-                ours.append(ms)
-            peer = []
-            for _ in range(3):
-                ms, _ = timed_ms(["/usr/bin/aws", "dynamodb", "scan", "--table-name",
-                                  "spotgrid-benchprogress", "--select", "COUNT",
-                                  "--filter-expression", "#s = :q",
-                                  "--expression-attribute-names", '{"#s":"state"}',
-                                  "--expression-attribute-values", '{":q":{"S":"QUEUED"}}',
-                                  "--endpoint-url", env["AWS_ENDPOINT_URL_DYNAMODB"],
-                                  "--output", "json"], env)
-                peer.append(ms)
-        finally:
-            subprocess.run(["/usr/bin/python3", LAUNCHER, "stop", "--state-dir", state],
-                           stdout=subprocess.DEVNULL)
+        ours = []
+        for _ in range(11):
+            ms, out = timed_ms([controller, "progress", "--job", "big", "--json"], env)
+            assert json.loads(out)["counts"]["total"] == args.units
+            ours.append(ms)
+        peer = []
+        for _ in range(3):
+            ms, _ = timed_ms(["/usr/bin/aws", "dynamodb", "scan", "--table-name",
+                              "spotgrid-benchprogress", "--select", "COUNT",
+                              "--filter-expression", "#s = :q",
+                              "--expression-attribute-names", '{"#s":"state"}',
+                              "--expression-attribute-values", '{":q":{"S":"QUEUED"}}',
+                              "--endpoint-url", env["AWS_ENDPOINT_URL_DYNAMODB"],
+                              "--output", "json"], env)
+            peer.append(ms)
 
     ours.sort()
     med, p90 = statistics.median(ours), ours[int(len(ours) * 0.9) - 1]

@@ -47,6 +47,16 @@ std::string NewIntentId() {
   return buf;
 }
 
+// A job or unit the ledger does not hold.
+Error NotFound(std::string message) {
+  Error error;
+  error.category = ErrorCategory::kNotFound;
+  error.service = "DynamoDB";
+  error.operation = "GetItem";
+  error.message = std::move(message);
+  return error;
+}
+
 Error ConditionFailed(std::string operation, std::string message) {
   Error error;
   error.category = ErrorCategory::kConditionFailed;
@@ -142,12 +152,7 @@ class DynamoLedger final : public Ledger {
     auto record = GetJob(job);
     if (!record.ok()) return record.error();
     if (!record->has_value()) {
-      Error error;
-      error.category = ErrorCategory::kNotFound;
-      error.service = "DynamoDB";
-      error.operation = "GetItem";
-      error.message = "no job " + job;
-      return error;
+      return NotFound("no job " + job);
     }
     auto running = CountPartition(codec::StatePk(job, UnitState::kRunning), std::nullopt);
     if (!running.ok()) return running.error();
@@ -356,12 +361,7 @@ class DynamoLedger final : public Ledger {
     auto record = GetUnit(job, unit);
     if (!record.ok()) return record.error();
     if (!record->has_value()) {
-      Error error;
-      error.category = ErrorCategory::kNotFound;
-      error.service = "DynamoDB";
-      error.operation = "GetItem";
-      error.message = "no unit " + unit + " in job " + job;
-      return error;
+      return NotFound("no unit " + unit + " in job " + job);
     }
     UnitState state = (*record)->state;
     if (state != UnitState::kFailed && state != UnitState::kCancelled) {
@@ -443,12 +443,7 @@ class DynamoLedger final : public Ledger {
     auto item = db_->GetItem(options_.table, codec::JobKey(job), true);
     if (!item.ok()) return item.error();
     if (!item->has_value()) {
-      Error error;
-      error.category = ErrorCategory::kNotFound;
-      error.service = "DynamoDB";
-      error.operation = "GetItem";
-      error.message = "no job " + job;
-      return error;
+      return NotFound("no job " + job);
     }
     // Fence every intent first, so no transition behind one can still happen:
     // then the scan sees each unit's final word and the intents can go.
