@@ -51,8 +51,9 @@ struct CountedTransitionRequest {
   std::vector<std::string> extra_remove;
   nlohmann::json names = nlohmann::json::object();
   nlohmann::json values = nlohmann::json::object();
-  // Test-only: stop after this many of the writes (1 = only the intent and count, 2 = also
-  // the unit), as a writer that dies there would. 0 = run the protocol to the end.
+  // Fault injection: stop after this many of the writes (1 = only the intent and count, 2 =
+  // also the unit), leaving the ledger exactly as a writer that died there would; this is how
+  // crash repair is proven. 0 (always, in product code) runs the protocol to the end.
   int crash_after_writes = 0;
 };
 
