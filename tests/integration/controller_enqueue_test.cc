@@ -48,18 +48,12 @@ class ControllerEnqueueTest : public ::testing::Test {
     stack_ = UniqueName("ce");
     table_ = "spotgrid-" + stack_;
     dir_ = testing::MakeTempDir("enqueue");
-    Ran init =
-        RunControllerBinary({"init", "--stack", stack_, "--bucket", UniqueName("ce-b"), "--json"});
-    ASSERT_EQ(init.code, 0) << init.err;
-    queue_url_ = ParseJson(init.out)["queue_url"];
-    auto context = AwsContext::Create();
-    ASSERT_TRUE(context.ok()) << context.error().ToString();
-    auto db = DynamoDbClient::Create(*context);
-    ASSERT_TRUE(db.ok());
-    db_ = *db;
-    auto sqs = SqsClient::Create(*context);
-    ASSERT_TRUE(sqs.ok());
-    sqs_ = *sqs;
+    testing::InitializedStack made;
+    testing::InitStack(stack_, UniqueName("ce-b"), made);
+    ASSERT_FALSE(HasFatalFailure());
+    queue_url_ = made.queue_url;
+    db_ = made.db;
+    sqs_ = made.sqs;
   }
 
   void TearDown() override {

@@ -24,7 +24,11 @@
 #include <utility>
 #include <vector>
 
+#include "spotgrid/aws/aws_client.h"
 #include "spotgrid/http/curl_transport.h"
+#include "spotgrid/services/dynamodb_client.h"
+#include "spotgrid/services/s3_client.h"
+#include "spotgrid/services/sqs_client.h"
 #include "support/child_process.h"
 #include "support/fault_proxy.h"
 #include "support/test_env.h"
@@ -113,6 +117,34 @@ inline Ran RunAws(const std::string& endpoint_var, std::vector<std::string> args
 
 inline nlohmann::json ParseJson(const std::string& text) {
   return nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+}
+
+// A stack made by the real `controller init`, and clients onto the same emulators for checking
+// (and, before the agent exists, playing) what the controller wrote.
+struct InitializedStack {
+  std::string queue_url;
+  std::shared_ptr<DynamoDbClient> db;
+  std::shared_ptr<SqsClient> sqs;
+  std::shared_ptr<S3Client> s3;
+};
+
+// Runs `controller init --stack STACK --bucket BUCKET` and fills `out`; fails the test (the
+// caller checks HasFatalFailure) when anything is missing.
+inline void InitStack(const std::string& stack, const std::string& bucket, InitializedStack& out) {
+  Ran init = RunControllerBinary({"init", "--stack", stack, "--bucket", bucket, "--json"});
+  ASSERT_EQ(init.code, 0) << init.err;
+  out.queue_url = ParseJson(init.out)["queue_url"];
+  auto context = AwsContext::Create();
+  ASSERT_TRUE(context.ok()) << context.error().ToString();
+  auto db = DynamoDbClient::Create(*context);
+  ASSERT_TRUE(db.ok());
+  out.db = *db;
+  auto sqs = SqsClient::Create(*context);
+  ASSERT_TRUE(sqs.ok());
+  out.sqs = *sqs;
+  auto s3 = S3Client::Create(*context);
+  ASSERT_TRUE(s3.ok());
+  out.s3 = *s3;
 }
 
 // Queue attributes through the CLI ({} on failure, with a test failure).
