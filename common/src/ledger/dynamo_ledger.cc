@@ -517,6 +517,18 @@ class DynamoLedger final : public Ledger {
     return workers;
   }
 
+  // Agent transitions: being written (issue 4); until then they refuse plainly.
+  Result<ClaimResult> ClaimUnit(const ClaimRequest&) override { return Pending("ClaimUnit"); }
+  Result<RenewResult> RenewLease(const LeaseRef&, std::chrono::seconds,
+                                 const std::optional<std::string>&) override {
+    return Pending("RenewLease");
+  }
+  Status ReleaseUnit(const AttemptEnd&, bool) override { return Pending("ReleaseUnit"); }
+  Status FinishUnit(const AttemptEnd&, UnitState) override { return Pending("FinishUnit"); }
+  static Error Pending(const char* what) {
+    return Error::InvalidInput(std::string(what) + ": not implemented yet");
+  }
+
  private:
   enum class Settled { kKept, kReverted, kPending };
 

@@ -18,6 +18,7 @@
 
 #include "spotgrid/core/status.h"
 #include "spotgrid/ledger/types.h"
+#include "spotgrid/ledger/unit_leases.h"
 
 namespace spotgrid {
 
@@ -57,21 +58,18 @@ struct CountedTransitionRequest {
   int crash_after_writes = 0;
 };
 
-class Ledger {
+// The whole ledger: the controller uses all of it, the agent only its UnitLeases part.
+class Ledger : public UnitLeases {
  public:
-  virtual ~Ledger() = default;
 
   // --- stack -------------------------------------------------------------------------
   // Creates the table (and its index) if missing and waits until it is ACTIVE.
   virtual Status EnsureTable(std::chrono::milliseconds timeout) = 0;
   virtual Status PutStack(const StackInfo& stack) = 0;
-  // nullopt when the table exists but holds no stack item; kNotFound when no table.
-  virtual Result<std::optional<StackInfo>> GetStack() = 0;
 
   // --- jobs --------------------------------------------------------------------------
   // Creates the job item (enqueue_state WRITING); false if a job with this id existed.
   virtual Result<bool> CreateJob(const JobSpec& spec) = 0;
-  virtual Result<std::optional<JobRecord>> GetJob(const std::string& job) = 0;
   virtual Result<std::vector<JobRecord>> ListJobs() = 0;
   // Records enqueue progress: messages sent for units [0, sent_through); `done` marks the
   // enqueue complete. Also raises `total` when a rerun added units.
@@ -103,7 +101,7 @@ class Ledger {
   virtual Result<std::int64_t> CountEnteredSince(const std::string& job, UnitState state,
                                                  Clock::WallTime since) = 0;
 
-  // --- transitions the controller makes (the agent's come with the agent) ---------------
+  // --- transitions the controller makes (the agent's are in UnitLeases) -----------------
   // QUEUED -> CANCELLED for every queued unit; RUNNING units get `cancel_requested` so their
   // agent stops them at its next heartbeat. Returns how many were cancelled.
   virtual Result<std::int64_t> CancelJob(const std::string& job) = 0;
@@ -115,9 +113,6 @@ class Ledger {
   // and leaves counters and unit as they were. A transition between two uncounted states
   // (QUEUED, RUNNING) is a single conditional write.
   virtual Status CountedTransition(const CountedTransitionRequest& request) = 0;
-  // Removes the intent `writer`'s last counted transition left for piggybacking (step 3),
-  // e.g. when an agent goes idle or stops. Safe to call any time.
-  virtual Status FlushIntents(const std::string& job, const std::string& writer) = 0;
 
   // --- repair --------------------------------------------------------------------------
   // Settles counting intents left by writers that died between the two writes.
@@ -126,7 +121,6 @@ class Ledger {
   virtual Result<JobCounts> RecountJob(const std::string& job) = 0;
 
   // --- workers -------------------------------------------------------------------------
-  virtual Status PutWorker(const WorkerRecord& worker) = 0;
   virtual Result<std::vector<WorkerRecord>> ListWorkers() = 0;
 };
 

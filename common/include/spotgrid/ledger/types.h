@@ -131,6 +131,7 @@ struct WorkerRecord {
   bool spot = false;
   std::string availability_zone;
   int slots = 1;
+  int heartbeat_s = 30;  // the agent's heartbeat interval: `workers` judges staleness by it
   std::vector<std::string> units_in_hand;  // "<job>/<unit>"
   Clock::WallTime started_at{};
   Clock::WallTime last_heartbeat{};

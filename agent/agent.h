@@ -1,0 +1,77 @@
+// The agent: pulls unit pointers from the work queue, claims each unit in the ledger under a
+// lease, runs it in one of its slots, and ends it exactly once. docs/agent.md tells the whole
+// life of a unit on a worker; the short version:
+//
+//   receive (long poll, as many messages as free slots) -> ClaimUnit
+//     kClaimed        -> run in a free slot (UnitRunner)
+//     kFinished       -> delete the message
+//     kHeldElsewhere  -> leave it (it comes back after its visibility timeout)
+//     kMissing / unparsable -> log, leave it to the dead-letter queue
+//   a slot: restore checkpoint (attempt > 1) -> run rows -> heartbeat + periodic sync ->
+//           final sync -> FinishUnit / ReleaseUnit -> delete message / make it visible later
+//   no free slot and nothing received: idle; idle for idle_shutdown with an empty queue ->
+//     on_drain (terminate the instance, exit, or stay)
+//
+// A stop request (SIGTERM from systemd, a Spot interruption notice) stops every running unit
+// (SIGTERM to its process group), syncs its output and checkpoint, releases it as
+// "interrupted" (not counted against max_attempts) and makes its message visible at once.
+//
+// Thread-safety: Run() is called once, from one thread; RequestStop() from any thread.
+#pragma once
+
+#include <memory>
+
+#include "agent/config.h"
+#include "agent/identity.h"
+#include "agent/systemd.h"
+#include "spotgrid/core/clock.h"
+#include "spotgrid/core/status.h"
+#include "spotgrid/ledger/unit_leases.h"
+#include "spotgrid/services/autoscaling_client.h"
+#include "spotgrid/services/ec2_client.h"
+#include "spotgrid/services/s3_client.h"
+#include "spotgrid/services/sqs_client.h"
+
+namespace spotgrid::agent {
+
+struct AgentDeps {
+  std::shared_ptr<Sqs> sqs;
+  std::shared_ptr<UnitLeases> ledger;
+  std::shared_ptr<S3> s3;
+  std::shared_ptr<AutoScaling> autoscaling;  // may be null off EC2
+  std::shared_ptr<Ec2> ec2;                  // may be null off EC2
+  WorkerIdentity identity;
+  Notifier* notifier = nullptr;  // never null (a no-op one outside systemd)
+  Clock* clock = nullptr;
+};
+
+// Why Run() returned.
+enum class AgentExit {
+  kStopped,     // a stop was requested; running units were released
+  kDrained,     // the queue stayed empty for idle_shutdown and on_drain said exit
+  kTerminated,  // as kDrained, and the instance's termination was requested
+};
+
+class Agent {
+ public:
+  Agent(AgentConfig config, AgentDeps deps);
+  ~Agent();
+  Agent(const Agent&) = delete;
+  Agent& operator=(const Agent&) = delete;
+
+  // Reads the stack (a missing stack or table is an error naming the stack), sends READY,
+  // and loops until stopped or drained. Errors only for start-up problems; failures of single
+  // AWS calls during the loop are logged and retried on the next round.
+  Result<AgentExit> Run();
+  void RequestStop();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// Entry point of the `agent` binary: config, logger, clients, signals, Agent::Run.
+// Exit codes: 0 stopped or drained, 2 bad configuration, 1 start-up failure.
+int RunAgent(int argc, char** argv);
+
+}  // namespace spotgrid::agent

@@ -1,0 +1,98 @@
+// What an agent needs from the ledger: read the stack and job, claim a unit under a lease,
+// keep the lease alive, and end the attempt, plus its worker heartbeat item. The agent
+// depends on this interface alone, so its loop is unit-tested against an in-memory fake
+// (tests/support/fake_unit_leases.h); the Ledger over DynamoDB implements it.
+//
+// A lease is (job, unit, owner, attempt). Every write below is conditional on the unit still
+// being RUNNING under exactly that lease, so a worker that lost its lease (another worker took
+// the unit over after the lease expired, or the controller cancelled it) fails with
+// IsConditionFailed() and changes nothing: a stale worker can never overwrite a newer attempt.
+//
+// Thread-safety: implementations are safe to call from any number of threads.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "spotgrid/core/status.h"
+#include "spotgrid/ledger/types.h"
+
+namespace spotgrid {
+
+struct LeaseRef {
+  std::string job;
+  std::string unit;
+  std::string owner;  // "<instance>/<slot>"
+  std::int64_t attempt = 0;
+};
+
+struct ClaimRequest {
+  std::string job;
+  std::string unit;
+  std::string owner;             // "<instance>/<slot>"
+  std::chrono::seconds lease{};  // lease_until = now + lease
+};
+
+enum class ClaimOutcome {
+  kClaimed,        // the unit is ours: RUNNING, attempt + 1, owner = us, `unit` holds it
+  kFinished,       // SUCCEEDED, FAILED or CANCELLED: the message is spent, delete it
+  kHeldElsewhere,  // RUNNING under another worker's live lease: leave the message alone
+  kMissing,        // no such unit (or job): not ours to run; leave it to the dead-letter queue
+};
+
+struct ClaimResult {
+  ClaimOutcome outcome = ClaimOutcome::kMissing;
+  UnitRecord unit;         // the unit after the claim (kClaimed), or as found otherwise
+  bool took_over = false;  // kClaimed from RUNNING with an expired lease: the old attempt
+                           // is recorded as "lost" and counts as an interruption
+};
+
+struct RenewResult {
+  bool cancel_requested = false;  // the controller asked this unit to stop
+};
+
+// How an attempt ended, as the agent records it on the unit and in attempts[attempt - 1].
+struct AttemptEnd {
+  LeaseRef lease;
+  std::optional<int> exit_code;
+  std::string reason;  // succeeded | failed | timeout | interrupted | cancelled
+  std::string error;   // short human text, e.g. "exit code 3" or "timed out after 10s"
+};
+
+class UnitLeases {
+ public:
+  virtual ~UnitLeases() = default;
+
+  // nullopt when the table exists but holds no stack item; kNotFound when no table.
+  virtual Result<std::optional<StackInfo>> GetStack() = 0;
+  virtual Result<std::optional<JobRecord>> GetJob(const std::string& job) = 0;
+
+  // QUEUED, or RUNNING with lease_until in the past, becomes RUNNING with attempt + 1,
+  // owner, lease_until, heartbeat_at, started_at, and a new attempts[] entry
+  // {n, owner, started_at}; one conditional write that also returns the unit (rows included).
+  virtual Result<ClaimResult> ClaimUnit(const ClaimRequest& request) = 0;
+
+  // Extends lease_until to now + `lease`, stamps heartbeat_at and, when given, `progress`
+  // (truncated to 1 KiB). IsConditionFailed() when the lease is no longer ours.
+  virtual Result<RenewResult> RenewLease(const LeaseRef& lease, std::chrono::seconds duration,
+                                         const std::optional<std::string>& progress) = 0;
+
+  // RUNNING -> QUEUED, uncounted: a failure with attempts left (`count_failure`: failures + 1)
+  // or an interruption (interruptions + 1). Owner and lease are removed; attempts[attempt - 1]
+  // gets finished_at, exit_code, reason and error.
+  virtual Status ReleaseUnit(const AttemptEnd& end, bool count_failure) = 0;
+
+  // RUNNING -> SUCCEEDED | FAILED | CANCELLED, counted exactly once (docs/ledger.md), with
+  // finished_at, exit_code, error and attempts[attempt - 1] filled in; a FAILED end also adds
+  // one to failures.
+  virtual Status FinishUnit(const AttemptEnd& end, UnitState to) = 0;
+
+  // Removes the intent `writer`'s last counted transition left for piggybacking.
+  virtual Status FlushIntents(const std::string& job, const std::string& writer) = 0;
+
+  virtual Status PutWorker(const WorkerRecord& worker) = 0;
+};
+
+}  // namespace spotgrid
