@@ -19,11 +19,14 @@
 // Thread-safety: Run() is called once, from one thread; RequestStop() from any thread.
 #pragma once
 
+#include <chrono>
 #include <memory>
+#include <optional>
 
 #include "agent/config.h"
 #include "agent/identity.h"
 #include "agent/systemd.h"
+#include "agent/unit_process.h"
 #include "spotgrid/core/clock.h"
 #include "spotgrid/core/status.h"
 #include "spotgrid/ledger/unit_leases.h"
@@ -43,6 +46,12 @@ struct AgentDeps {
   WorkerIdentity identity;
   Notifier* notifier = nullptr;  // never null (a no-op one outside systemd)
   Clock* clock = nullptr;
+  // Commands run as this user; RunAgent sets it when the agent runs as root (from --user).
+  // nullopt: as the agent's own user.
+  std::optional<RunAs> run_as;
+  // Longest real-time wait between two looks at the clock and the stop flag (slot threads,
+  // the heartbeat ticker): how promptly a stop, or a fake clock moved by a test, is noticed.
+  std::chrono::milliseconds poll_slice{200};
 };
 
 // Why Run() returned.

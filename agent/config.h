@@ -31,7 +31,7 @@ std::string_view ToString(DrainAction action);
 
 struct AgentConfig {
   std::string stack;  // required
-  int slots = 1;      // units at once, 1..64
+  int slots = 1;      // units at once, 1..1024
   std::filesystem::path work_dir = "/var/lib/spotgrid";
   std::chrono::seconds sync_interval{300};
   std::chrono::seconds heartbeat{30};
@@ -46,20 +46,18 @@ struct AgentConfig {
   std::filesystem::path env_file = "/etc/spotgrid/agent.env";
   // SIGTERM to a unit's process group, then SIGKILL after this.
   std::chrono::seconds kill_grace{10};
-  int poll_wait_s = 20;  // SQS long-poll wait, 1..20
+  int poll_wait_s = 20;            // SQS long-poll wait, 1..20
   std::string log_level = "info";  // trace | debug | info | warn | error
-  bool show_help = false;           // --help: print AgentUsage() and exit 0
-  bool show_version = false;        // --version
+  bool show_help = false;          // --help: print AgentUsage() and exit 0
+  bool show_version = false;       // --version
 };
 
 // Parses argv (without the program name) over the environment and the environment file.
 // Errors (category kInvalidInput) name the source and the setting: "--slots: expected an
-// integer 1..64, got 'x'", "/etc/spotgrid/agent.env:3: SPOTGRID_HEARTBEAT: expected a
+// integer 1..1024, got 'x'", "/etc/spotgrid/agent.env:3: SPOTGRID_HEARTBEAT: expected a
 // duration like 30s, 5m, 1h". A missing environment file is fine unless --env-file named it.
+// Durations are spotgrid::ParseDuration's ("30", "30s", "5m", "2h", "1d").
 Result<AgentConfig> LoadAgentConfig(std::span<const std::string> args, const Environment& env);
-
-// "30", "30s", "5m", "2h", "1d" -> seconds; nullopt when malformed or negative.
-std::optional<std::chrono::seconds> ParseDuration(std::string_view text);
 
 // The usage text `agent --help` prints.
 std::string AgentUsage();

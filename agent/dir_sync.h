@@ -11,7 +11,21 @@
 //
 // Restore downloads every object under a prefix into a directory and refuses any key that
 // would land outside it ("..", absolute, through a symlink), and sets each file's mtime to
-// the object's LastModified so the next Sync sees it as unchanged.
+// the object's LastModified so the next Sync sees it as unchanged. One unsafe key refuses the
+// whole restore before anything is downloaded: a checkpoint is a set of files that belong
+// together, and a key crafted to escape says the prefix is not to be trusted at all.
+// A download that fails ends the restore with its error; the files fetched before it stay,
+// each complete (downloads land beside their path and are renamed into place).
+//
+// The manifest (`manifest_path`) is JSON, replaced atomically (written beside it, renamed):
+//   {"version": 1, "bucket": B, "prefix": P,
+//    "files": {"<relative path>": {"size": N, "mtime_ns": T}, ...}}
+// A manifest for another bucket or prefix, or one that cannot be parsed, is ignored (the
+// next Sync lists the prefix instead); a manifest that cannot be written is logged and does
+// not fail the Sync, since the objects are in S3 either way.
+//
+// SyncStats::requests counts the S3 requests the sync asked for (each listing page, PUT,
+// multipart step and DeleteObjects batch), not the client's retries of them.
 //
 // Thread-safety: one DirectorySync is driven by one thread at a time.
 #pragma once
@@ -20,7 +34,9 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
+#include <vector>
 
 #include "spotgrid/core/clock.h"
 #include "spotgrid/core/status.h"
@@ -31,8 +47,9 @@ namespace spotgrid::agent {
 struct SyncOptions {
   int concurrency = 8;  // files in flight
   std::uint64_t multipart_threshold = std::uint64_t{64} << 20;
-  std::filesystem::path manifest_path;  // empty = remember in memory only
-  const StopSource* stop = nullptr;     // cuts a sync short (kCancelled)
+  std::uint64_t part_size = std::uint64_t{8} << 20;  // of a multipart upload; at least 5 MiB
+  std::filesystem::path manifest_path;               // empty = remember in memory only
+  const StopSource* stop = nullptr;                  // cuts a sync short (kCancelled)
 };
 
 struct SyncStats {
@@ -58,7 +75,20 @@ class DirectorySync {
   struct Entry {
     std::uint64_t size = 0;
     std::int64_t mtime_ns = 0;
+    bool operator==(const Entry&) const = default;
   };
+  struct LocalFile {
+    std::string relative;  // '/'-separated, below dir_
+    std::filesystem::path path;
+    Entry entry;
+  };
+  // The regular files below dir_, sorted by relative path (symlinks and others skipped).
+  Result<std::vector<LocalFile>> Walk();
+  // Fills synced_ from one listing of the prefix (the aws s3 sync rule for `local`).
+  Status LearnFromListing(const std::vector<LocalFile>& local, SyncStats& stats);
+  Status DeleteGone(const std::vector<LocalFile>& local, SyncStats& stats);
+  // The requests UploadFile makes for a file of `size` bytes.
+  std::int64_t UploadRequests(std::uint64_t size) const;
   Status LoadManifest();
   Status SaveManifest() const;
 
@@ -66,8 +96,10 @@ class DirectorySync {
   std::string bucket_, prefix_;
   std::filesystem::path dir_;
   SyncOptions options_;
-  bool known_ = false;                  // remote state known (listed, or from a manifest)
-  std::map<std::string, Entry> synced_;  // relative path -> what S3 holds
+  bool known_ = false;                    // remote state known (listed, or from a manifest)
+  bool manifest_tried_ = false;           // LoadManifest ran (only the first Sync reads it)
+  std::map<std::string, Entry> synced_;   // relative path -> what S3 holds
+  std::set<std::string> reported_skips_;  // skipped paths already logged once
 };
 
 struct RestoreStats {

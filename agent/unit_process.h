@@ -4,7 +4,11 @@
 //
 // The agent waits on it with a timeout (a pidfd, so an exit wakes the waiter at once and no
 // polling loop is needed) and stops it by signalling the whole group: SIGTERM first, SIGKILL
-// after a grace period, so no grandchild outlives its unit.
+// after a grace period, so no grandchild outlives its unit. The shell is left un-reaped (a
+// zombie) until destruction: while it exists its pid, and so the group id, cannot be reused,
+// which keeps every group signal aimed at this unit's processes only. A process that leaves
+// the group on purpose (setsid, setpgid) escapes the group kill; only a cgroup (systemd's
+// KillMode=control-group, on agent stop) catches those.
 //
 // Thread-safety: one UnitProcess is driven by one slot thread; Terminate() may be called from
 // any thread.
@@ -17,6 +21,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -38,24 +43,34 @@ struct ProcessSpec {
   std::string command;                                   // run with /bin/sh -c
   std::vector<std::pair<std::string, std::string>> env;  // the whole environment
   std::filesystem::path cwd;                             // must exist
-  std::filesystem::path stdout_path, stderr_path;        // opened for append, created 0640
+  // Opened for append by the agent, created 0640 and owned by run_as; a symlink, a non-regular
+  // file or (with run_as) a hard-linked file is refused, since the directory may be the user's.
+  std::filesystem::path stdout_path, stderr_path;
   std::optional<RunAs> run_as;  // setgid + setgroups + setuid in the child before exec
 };
 
+// Both fields are empty only when the exit status was lost: the shell was reaped behind our
+// back (SIGCHLD set to SIG_IGN, or a waitpid(-1) elsewhere in the agent).
 struct ProcessExit {
   std::optional<int> exit_code;  // normal exit
   std::optional<int> signal;     // killed by this signal
   bool Succeeded() const { return exit_code && *exit_code == 0; }
-  // The shell convention: exit code, or 128 + signal.
+  // The shell convention: exit code, or 128 + signal; -1 when the status was lost.
   int ShellStatus() const;
 };
 
 class UnitProcess {
  public:
-  // Forks and execs. Fails (kIo) when a file can't be opened, the user can't be switched to,
-  // or exec fails (reported from the child through a close-on-exec pipe).
+  // Forks and execs. stdin is /dev/null; no other descriptor of the agent is inherited; signal
+  // mask and dispositions start at their defaults; the user is switched (with its
+  // supplementary groups) before chdir, so a cwd the user cannot enter fails here. Fails (kIo)
+  // when a file can't be opened, the user can't be switched to, chdir or exec fails (reported
+  // from the child through a close-on-exec pipe); kInvalidInput for a NUL byte or an '=' in a
+  // variable name, or a NUL in the command or a value.
   static Result<std::unique_ptr<UnitProcess>> Start(const ProcessSpec& spec);
-  ~UnitProcess();  // kills the group (SIGKILL) if still running, and reaps
+  // SIGKILLs the group (the shell if still running, and any background process it left behind,
+  // also after a normal exit), then reaps the shell. May block until the shell is gone.
+  ~UnitProcess();
   UnitProcess(const UnitProcess&) = delete;
   UnitProcess& operator=(const UnitProcess&) = delete;
 
@@ -74,13 +89,23 @@ class UnitProcess {
 };
 
 // Environment variable names a grid column may not set, because they would change how the
-// command runs rather than what it computes: PATH, IFS, LD_*, SPOTGRID_*, ...; such a column
-// reaches the command as SPOTGRID_PARAM_<NAME> instead. Names that are not valid shell
-// variable names are dropped.
+// command runs rather than what it computes; such a column reaches the command as
+// SPOTGRID_PARAM_<NAME> instead. Names that are not valid shell variable names
+// ([A-Za-z_][A-Za-z0-9_]*) are dropped. Reserved (exact, case-sensitive):
+//   the base environment and the shell's own: PATH HOME USER LOGNAME SHELL PWD OLDPWD TMPDIR
+//     IFS ENV BASH_ENV CDPATH PS4 SHELLOPTS BASHOPTS
+//   locale: LANG LANGUAGE LC_*
+//   the dynamic loader and libc: LD_* GCONV_PATH GLIBC_TUNABLES
+//   the agent's own: SPOTGRID_*
+// Interpreter paths (PYTHONPATH, PERL5LIB, NODE_OPTIONS, ...) are not reserved: they change
+// what the user's own code imports, which a grid may vary on purpose, and the agent sets none.
 bool IsReservedEnvName(std::string_view name);
 
-// The environment of a unit's command: a minimal base (PATH, HOME, USER, LANG, TMPDIR), the
-// SPOTGRID_* variables, then the row's params under the rule above.
+// The environment of a unit's command: a minimal base (PATH=/usr/local/bin:/usr/bin:/bin,
+// HOME, USER, LOGNAME, LANG=C.UTF-8, TMPDIR=/tmp), the SPOTGRID_* variables, then the row's
+// params under the rule above. Each name appears once: an entry of `spotgrid_vars` replaces a
+// base value of the same name (e.g. TMPDIR inside the scratch directory); of params with the
+// same name the first wins.
 std::vector<std::pair<std::string, std::string>> BuildUnitEnvironment(
     const std::vector<std::pair<std::string, std::string>>& spotgrid_vars,
     const std::vector<std::pair<std::string, std::string>>& params, const std::string& home,

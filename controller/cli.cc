@@ -8,6 +8,7 @@
 #include <mutex>
 #include <utility>
 
+#include "spotgrid/core/duration.h"
 #include "spotgrid/core/log.h"
 #include "spotgrid/services/dynamodb_client.h"
 #include "spotgrid/services/ec2_client.h"
@@ -132,38 +133,12 @@ Result<std::optional<long long>> Args::GetInt(const std::string& name, long long
 Result<std::optional<std::chrono::seconds>> Args::GetDuration(const std::string& name) const {
   auto text = Get(name);
   if (!text) return std::optional<std::chrono::seconds>();
-  std::string_view digits = *text;
-  long long unit = 1;
-  if (!digits.empty()) {
-    switch (digits.back()) {
-      case 's':
-        unit = 1;
-        digits.remove_suffix(1);
-        break;
-      case 'm':
-        unit = 60;
-        digits.remove_suffix(1);
-        break;
-      case 'h':
-        unit = 3600;
-        digits.remove_suffix(1);
-        break;
-      case 'd':
-        unit = 86400;
-        digits.remove_suffix(1);
-        break;
-      default:
-        break;
-    }
-  }
-  long long value = 0;
-  auto [ptr, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), value);
-  if (digits.empty() || ec != std::errc() || ptr != digits.data() + digits.size() || value < 0 ||
-      value > 365LL * 86400 / unit) {
+  std::optional<std::chrono::seconds> duration = ParseDuration(*text);
+  if (!duration) {
     return Error::InvalidInput("--" + name + ": '" + *text +
                                "' is not a duration (e.g. 90s, 15m, 2h, 1d or seconds)");
   }
-  return std::optional<std::chrono::seconds>(std::chrono::seconds(value * unit));
+  return duration;
 }
 
 Result<Args> ParseArgs(const VerbSpec& spec, const std::vector<std::string>& argv,

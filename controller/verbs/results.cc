@@ -6,7 +6,6 @@
 // turned into a path only after checking it cannot leave DIR: no absolute path, no "." or ".."
 // component, no empty component, and no symbolic link on the way down.
 #include <openssl/evp.h>
-#include <sys/stat.h>
 
 #include <atomic>
 #include <cstdio>
@@ -18,6 +17,7 @@
 #include "job_selection.h"
 #include "output.h"
 #include "spotgrid/core/parallel_for.h"
+#include "spotgrid/core/safe_path.h"
 #include "spotgrid/services/s3_client.h"
 #include "verb_options.h"
 #include "verbs/verbs.h"
@@ -42,46 +42,18 @@ struct Download {
 };
 
 // DIR/<unit>/<relative> for the object key's part below output/, or an error when the
-// relative key could escape DIR. Creates the parent directories.
+// relative key could escape DIR (see spotgrid/core/safe_path.h). Creates the parent directories.
 Result<fs::path> SafePath(const fs::path& root, const std::string& unit,
                           const std::string& relative) {
-  auto refuse = [&](const std::string& why) {
-    return Error::InvalidInput("refusing S3 key '" + relative + "' of unit " + unit + ": " + why);
-  };
-  if (relative.empty() || relative.front() == '/') return refuse("absolute or empty path");
-  if (relative.find('\0') != std::string::npos) return refuse("NUL in the key");
-  std::vector<std::string> parts = {unit};
-  std::size_t start = 0;
-  while (start <= relative.size()) {
-    std::size_t slash = relative.find('/', start);
-    if (slash == std::string::npos) slash = relative.size();
-    std::string part = relative.substr(start, slash - start);
-    if (part.empty() || part == "." || part == "..") {
-      return refuse("'" + part + "' is not a plain path component");
-    }
-    parts.push_back(std::move(part));
-    start = slash + 1;
-  }
+  const std::string what = "refusing S3 key '" + relative + "' of unit " + unit + ": ";
   if (unit.empty() || unit == "." || unit == ".." || unit.find('/') != std::string::npos) {
-    return refuse("unsafe unit id");
+    return Error::InvalidInput(what + "unsafe unit id");
   }
-  fs::path path = root;
-  for (std::size_t i = 0; i < parts.size(); ++i) {
-    path /= parts[i];
-    struct stat st;
-    if (::lstat(path.c_str(), &st) == 0) {
-      if (S_ISLNK(st.st_mode)) return refuse("'" + path.string() + "' is a symbolic link");
-      const bool last = i + 1 == parts.size();
-      if (!last && !S_ISDIR(st.st_mode))
-        return refuse("'" + path.string() + "' is not a directory");
-      if (last && !S_ISREG(st.st_mode)) return refuse("'" + path.string() + "' is not a file");
-    } else if (i + 1 < parts.size()) {
-      std::error_code ec;
-      fs::create_directory(path, ec);
-      if (ec && !fs::is_directory(path)) {
-        return Error::Io("mkdir", path.string() + ": " + ec.message());
-      }
-    }
+  auto path = SafePathUnder(root, unit + "/" + relative);
+  if (!path.ok()) {
+    Error error = path.error();
+    if (error.category == ErrorCategory::kInvalidInput) error.message = what + error.message;
+    return error;
   }
   return path;
 }

@@ -13,14 +13,17 @@
 namespace spotgrid {
 namespace {
 
-// The agent's heartbeat interval (its default; see the agent's configuration). Three missed
-// heartbeats tell a dead worker from a slow DynamoDB write.
-constexpr std::chrono::seconds kAgentHeartbeatInterval{30};
+// Three missed heartbeats tell a dead worker from a slow DynamoDB write. Each worker records
+// its own heartbeat interval; an item without one gets the agent's default.
 constexpr int kMissedHeartbeatsForStale = 3;
 
+std::chrono::seconds StaleAfter(const WorkerRecord& worker) {
+  int interval = worker.heartbeat_s > 0 ? worker.heartbeat_s : WorkerRecord{}.heartbeat_s;
+  return kMissedHeartbeatsForStale * std::chrono::seconds(interval);
+}
+
 bool IsStale(const WorkerRecord& worker, Clock::WallTime now) {
-  return worker.state != "ended" &&
-         now - worker.last_heartbeat > kMissedHeartbeatsForStale * kAgentHeartbeatInterval;
+  return worker.state != "ended" && now - worker.last_heartbeat > StaleAfter(worker);
 }
 
 int RunWorkers(const Args& args, Controller& controller) {
@@ -49,6 +52,7 @@ int RunWorkers(const Args& args, Controller& controller) {
            {"market", w.spot ? "spot" : "on-demand"},
            {"availability_zone", w.availability_zone},
            {"slots", w.slots},
+           {"heartbeat_s", w.heartbeat_s},
            {"units", w.units_in_hand},
            {"state", w.state},
            {"started_at", FormatIso8601(w.started_at)},
@@ -90,12 +94,10 @@ int RunWorkers(const Args& args, Controller& controller) {
   }
   std::fputs(table.Render().c_str(), controller.out());
   if (stale > 0) {
-    std::fprintf(
-        controller.out(),
-        "%d worker(s) STALE: no heartbeat for over %lld s; their units are requeued when "
-        "their leases expire\n",
-        stale,
-        static_cast<long long>((kMissedHeartbeatsForStale * kAgentHeartbeatInterval).count()));
+    std::fprintf(controller.out(),
+                 "%d worker(s) STALE: no heartbeat for over %d heartbeat intervals; their units "
+                 "are requeued when their leases expire\n",
+                 stale, kMissedHeartbeatsForStale);
   }
   return kExitOk;
 }

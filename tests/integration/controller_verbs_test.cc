@@ -717,6 +717,26 @@ TEST_F(ControllerVerbsTest, WorkersShowsLiveAgentsAndMarksStaleOnes) {
   EXPECT_EQ(ParseJson(Run({"workers", "--json", "--all"}).out).size(), 3u);
 }
 
+TEST_F(ControllerVerbsTest, WorkersJudgeStalenessByEachWorkersOwnHeartbeatInterval) {
+  const auto now = Clock::System().Now();
+  // Three missed heartbeats make a worker stale, whatever its interval.
+  WorkerRecord fast = Worker("i-0fast", "c5.large", true, now - seconds(20));
+  fast.heartbeat_s = 5;
+  WorkerRecord slow = Worker("i-0slow", "c5.large", true, now - minutes(10));
+  slow.heartbeat_s = 300;
+  for (const WorkerRecord& w : {fast, slow}) ASSERT_TRUE(ledger_->PutWorker(w).ok());
+
+  Ran ran = Run({"workers", "--json"});
+  ASSERT_EQ(ran.code, 0) << ran.err;
+  json workers = ParseJson(ran.out);
+  ASSERT_EQ(workers.size(), 2u) << ran.out;
+  EXPECT_EQ(workers[0]["instance"], "i-0fast");
+  EXPECT_TRUE(workers[0]["stale"].get<bool>());
+  EXPECT_EQ(workers[0]["heartbeat_s"], 5);
+  EXPECT_EQ(workers[1]["instance"], "i-0slow");
+  EXPECT_FALSE(workers[1]["stale"].get<bool>());
+}
+
 TEST_F(ControllerVerbsTest, UserdataIsShellcheckCleanAndConfiguresTheAgent) {
   Ran ran = Run({"userdata", "--slots", "3"});
   ASSERT_EQ(ran.code, 0) << ran.err;

@@ -357,7 +357,9 @@ Result<HttpResponse> AwsClient::Send(const AwsRequest& request) {
     Logger().debug("{} {} attempt {} failed with {} (HTTP {}, request id {}); retrying in {} ms",
                    service_name, request.operation, attempt, error.code, error.http_status,
                    error.request_id, delay.count());
-    if (delay.count() > 0 && !context_->clock().SleepFor(delay, request.stop)) {
+    // Even a zero delay (full jitter can draw 0) goes through SleepFor, so a stop requested
+    // meanwhile ends the retries the same way every time.
+    if (!context_->clock().SleepFor(delay, request.stop)) {
       return fail(Error::Cancelled(request.operation));
     }
   }

@@ -19,29 +19,41 @@ Result<nlohmann::json> CallJson(AwsClient& client, std::string_view target_prefi
   return CallJsonEncoded(client, target_prefix, operation, std::move(encoded), timeout);
 }
 
-Result<nlohmann::json> CallJsonEncoded(AwsClient& client, std::string_view target_prefix,
-                                       std::string_view operation, std::string body,
-                                       std::chrono::milliseconds timeout) {
+Result<HttpResponse> SendJsonEncoded(AwsClient& client, std::string_view target_prefix,
+                                     std::string_view operation, std::string body,
+                                     std::chrono::milliseconds timeout) {
   AwsRequest request;
   request.operation = std::string(operation);
   // method POST and path "/" are AwsRequest's defaults.
+  std::string target;
+  target.reserve(target_prefix.size() + 1 + operation.size());
+  target.append(target_prefix).append(".").append(operation);
   request.headers = {{"content-type", "application/x-amz-json-1.0"},
-                     {"x-amz-target", std::string(target_prefix) + "." + request.operation}};
+                     {"x-amz-target", std::move(target)}};
   request.body = std::move(body);
   request.timeout = timeout;
+  return client.Send(request);
+}
 
-  Result<HttpResponse> response = client.Send(request);
+Error NotJsonObjectError(const ServiceInfo& service, std::string_view operation,
+                         const HttpResponse& response) {
+  return MalformedResponseError(
+      service, operation,
+      "response body is not a JSON object (" + std::to_string(response.body.size()) + " bytes)",
+      response);
+}
+
+Result<nlohmann::json> CallJsonEncoded(AwsClient& client, std::string_view target_prefix,
+                                       std::string_view operation, std::string body,
+                                       std::chrono::milliseconds timeout) {
+  Result<HttpResponse> response =
+      SendJsonEncoded(client, target_prefix, operation, std::move(body), timeout);
   if (!response.ok()) return response.error();
   if (response->body.empty()) return nlohmann::json::object();
   nlohmann::json result =
       nlohmann::json::parse(response->body, nullptr, /*allow_exceptions=*/false);
   // Every JSON 1.0 answer is an object; anything else would make the callers' lookups throw.
-  if (!result.is_object()) {
-    return MalformedResponseError(
-        client.service(), operation,
-        "response body is not a JSON object (" + std::to_string(response->body.size()) + " bytes)",
-        *response);
-  }
+  if (!result.is_object()) return NotJsonObjectError(client.service(), operation, *response);
   return result;
 }
 

@@ -1,6 +1,7 @@
 // The ledger over DynamoDB (docs/ledger.md).
 #include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <cstdio>
 #include <map>
 #include <mutex>
@@ -517,20 +518,230 @@ class DynamoLedger final : public Ledger {
     return workers;
   }
 
-  // Agent transitions: being written (issue 4); until then they refuse plainly.
-  Result<ClaimResult> ClaimUnit(const ClaimRequest&) override { return Pending("ClaimUnit"); }
-  Result<RenewResult> RenewLease(const LeaseRef&, std::chrono::seconds,
-                                 const std::optional<std::string>&) override {
-    return Pending("RenewLease");
+  // --- the agent's transitions (UnitLeases) ---------------------------------------------
+
+  Result<ClaimResult> ClaimUnit(const ClaimRequest& request) override {
+    if (request.job.empty() || request.unit.empty() || request.owner.empty() ||
+        request.lease.count() <= 0) {
+      return Error::InvalidInput("ClaimUnit needs a job, a unit, an owner and a positive lease");
+    }
+    // Most claims find a fresh unit, so the first write guesses QUEUED with attempt 0: one
+    // request. A lost guess returns the unit as it is, which says what to try next; a unit
+    // that keeps changing under us is being handled by someone else.
+    std::optional<json> seen;
+    constexpr int kRounds = 4;
+    for (int round = 0; round < kRounds; ++round) {
+      bool take_over = false;
+      std::int64_t expected_attempt = 0;
+      if (seen) {
+        UnitState state =
+            ParseUnitState(ddb::GetS(*seen, "state").value_or("")).value_or(UnitState::kQueued);
+        expected_attempt = ddb::GetInt(*seen, "attempt").value_or(0);
+        if (IsTerminal(state)) {
+          return ClaimResult{ClaimOutcome::kFinished, DecodeSeen(request.job, *seen), false};
+        }
+        if (state == UnitState::kRunning) {
+          if (LeaseLive(*seen, clock_.Now())) {
+            return ClaimResult{ClaimOutcome::kHeldElsewhere, DecodeSeen(request.job, *seen), false};
+          }
+          take_over = true;
+        }
+      }
+      WriteResult result = ClaimWrite(request, expected_attempt, take_over ? &*seen : nullptr);
+      if (result.ok()) {
+        return ClaimResult{ClaimOutcome::kClaimed, DecodeSeen(request.job, result.attributes),
+                           take_over};
+      }
+      if (!result.error().IsConditionFailed()) return result.error();
+      if (result.current_item) {
+        seen = std::move(result.current_item);
+      } else {
+        auto item = db_->GetItem(options_.table, codec::UnitKey(request.job, request.unit), true);
+        if (!item.ok()) return item.error();
+        seen = std::move(*item);
+      }
+      if (!seen || !ddb::GetS(*seen, "state")) {
+        return ClaimResult{ClaimOutcome::kMissing, UnitRecord{}, false};
+      }
+    }
+    return ClaimResult{ClaimOutcome::kHeldElsewhere, DecodeSeen(request.job, *seen), false};
   }
-  Status ReleaseUnit(const AttemptEnd&, bool) override { return Pending("ReleaseUnit"); }
-  Status FinishUnit(const AttemptEnd&, UnitState) override { return Pending("FinishUnit"); }
-  static Error Pending(const char* what) {
-    return Error::InvalidInput(std::string(what) + ": not implemented yet");
+
+  Result<RenewResult> RenewLease(const LeaseRef& lease, std::chrono::seconds duration,
+                                 const std::optional<std::string>& progress) override {
+    Clock::WallTime now = clock_.Now();
+    WriteOptions options;
+    options.condition_expression = "#st = :r AND #at = :att AND #ow = :own";
+    options.names = {{"#st", "state"}, {"#at", "attempt"}, {"#ow", "owner"}};
+    options.values = {{":r", ddb::S(ToString(UnitState::kRunning))},
+                      {":att", ddb::N(lease.attempt)},
+                      {":own", ddb::S(lease.owner)},
+                      {":lease", ddb::N(EpochSeconds(now + duration))},
+                      {":now", ddb::S(codec::FormatTime(now))},
+                      {":no", ddb::Bool(false)}};
+    // Writing cancel_requested (as itself, or false) makes UPDATED_NEW return it: the
+    // controller's request reaches the agent with the renewal, at no extra cost.
+    std::string expression =
+        "SET lease_until = :lease, heartbeat_at = :now, "
+        "cancel_requested = if_not_exists(cancel_requested, :no)";
+    if (progress) {
+      options.values[":pg"] = ddb::S(ClipUtf8(*progress));
+      expression += ", progress = :pg";
+    }
+    options.return_values = "UPDATED_NEW";
+    WriteResult result =
+        db_->UpdateItem(options_.table, codec::UnitKey(lease.job, lease.unit), expression, options);
+    if (!result.ok()) return result.error();
+    RenewResult renewed;
+    renewed.cancel_requested = ddb::GetBool(result.attributes, "cancel_requested").value_or(false);
+    return renewed;
+  }
+
+  Status ReleaseUnit(const AttemptEnd& end, bool count_failure) override {
+    if (end.lease.attempt < 1) return Error::InvalidInput("ReleaseUnit needs the lease's attempt");
+    CountedTransitionRequest request =
+        EndRequest(end, UnitState::kQueued, count_failure ? "failed" : "interrupted");
+    const char* counter = count_failure ? "failures" : "interruptions";
+    request.names["#xn"] = counter;
+    request.values[":x0"] = ddb::N(std::int64_t{0});
+    request.values[":x1"] = ddb::N(std::int64_t{1});
+    request.extra_set += ", #xn = if_not_exists(#xn, :x0) + :x1";
+    request.extra_remove = {"owner", "lease_until", "cancel_requested"};
+    return CountedTransition(request);
+  }
+
+  Status FinishUnit(const AttemptEnd& end, UnitState to) override {
+    if (!IsTerminal(to)) {
+      return Error::InvalidInput("FinishUnit ends in SUCCEEDED, FAILED or CANCELLED, not " +
+                                 std::string(ToString(to)));
+    }
+    if (end.lease.attempt < 1) return Error::InvalidInput("FinishUnit needs the lease's attempt");
+    std::string reason(ToString(to));
+    std::transform(reason.begin(), reason.end(), reason.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    CountedTransitionRequest request = EndRequest(end, to, reason);
+    // The unit keeps its own copy of how the last attempt ended.
+    request.extra_set += ", finished_at = :xf, #xe = :xe";
+    if (end.exit_code) request.extra_set += ", exit_code = :xc";
+    if (to == UnitState::kFailed) {
+      request.values[":x0"] = ddb::N(std::int64_t{0});
+      request.values[":x1"] = ddb::N(std::int64_t{1});
+      request.extra_set += ", failures = if_not_exists(failures, :x0) + :x1";
+    }
+    request.extra_remove = {"lease_until", "cancel_requested"};
+    return CountedTransition(request);
   }
 
  private:
   enum class Settled { kKept, kReverted, kPending };
+
+  // The unit as a claim found or left it, rows in the job's column order.
+  UnitRecord DecodeSeen(const std::string& job, const json& item) {
+    return codec::DecodeUnit(item, Columns(job));
+  }
+
+  // The rule SettleIntent applies too: a lease is live through its last second.
+  static bool LeaseLive(const json& unit, Clock::WallTime now) {
+    auto lease = ddb::GetInt(unit, "lease_until");
+    return lease && *lease >= EpochSeconds(now);
+  }
+
+  // The claim's one conditional write: from QUEUED with `expected_attempt`, or, when `running`
+  // (the unit as last read) is given, a takeover of that RUNNING attempt whose lease expired.
+  WriteResult ClaimWrite(const ClaimRequest& request, std::int64_t expected_attempt,
+                         const json* running) {
+    const Clock::WallTime now = clock_.Now();
+    const std::string now_text = codec::FormatTime(now);
+    const std::int64_t attempt = expected_attempt + 1;
+    json entry = ddb::M({{"n", ddb::N(attempt)},
+                         {"owner", ddb::S(request.owner)},
+                         {"started_at", ddb::S(now_text)}});
+    WriteOptions options;
+    options.names = {{"#st", "state"}, {"#at", "attempt"}, {"#ow", "owner"}, {"#err", "error"}};
+    options.values = {{":att", ddb::N(expected_attempt)},
+                      {":n", ddb::N(attempt)},
+                      {":run", ddb::S(ToString(UnitState::kRunning))},
+                      {":own", ddb::S(request.owner)},
+                      {":lease", ddb::N(EpochSeconds(now + request.lease))},
+                      {":now", ddb::S(now_text)},
+                      {":gpk", ddb::S(codec::StatePk(request.job, UnitState::kRunning))},
+                      {":gsk", ddb::S(codec::StateSk(now, request.unit))}};
+    std::string expression =
+        "SET #st = :run, state_since = :now, gsi1pk = :gpk, gsi1sk = :gsk, #at = :n, "
+        "#ow = :own, lease_until = :lease, heartbeat_at = :now, started_at = :now";
+    // What described the previous attempt's end goes; attempts[] keeps it.
+    std::string remove = " REMOVE finished_at, exit_code, #err";
+    if (running == nullptr) {
+      options.condition_expression = "#st = :q AND #at = :att";
+      options.values[":q"] = ddb::S(ToString(UnitState::kQueued));
+      options.values[":empty"] = ddb::L(json::array());
+      options.values[":entry"] = ddb::L(json::array({entry}));
+      expression += ", attempts = list_append(if_not_exists(attempts, :empty), :entry)";
+      remove += ", cancel_requested";
+    } else {
+      // The lost attempt's mark and the new entry go in as one list: DynamoDB refuses an
+      // update whose paths overlap (`attempts` and `attempts[i].reason`). The condition (still
+      // RUNNING with this attempt) makes sure the list is the one we read. A cancel request
+      // stays: the new owner stops the unit at its first heartbeat.
+      json list = json::array();
+      if (const json* attempts = ddb::Get(*running, "attempts");
+          attempts != nullptr && attempts->contains("L") && (*attempts)["L"].is_array()) {
+        list = (*attempts)["L"];
+      }
+      const auto kept = static_cast<std::size_t>(std::max<std::int64_t>(0, expected_attempt));
+      if (list.size() > kept)
+        list.erase(list.begin() + static_cast<std::ptrdiff_t>(kept), list.end());
+      while (list.size() < kept) {
+        list.push_back(ddb::M({{"n", ddb::N(static_cast<std::int64_t>(list.size() + 1))}}));
+      }
+      if (kept > 0) {
+        json& lost = list[kept - 1];
+        if (!lost.is_object() || !lost.contains("M") || !lost["M"].is_object()) {
+          lost = ddb::M({{"n", ddb::N(expected_attempt)}});
+        }
+        lost["M"]["reason"] = ddb::S("lost");
+        lost["M"]["error"] = ddb::S("lease expired; taken over by " + request.owner);
+      }
+      list.push_back(entry);
+      options.condition_expression =
+          "#st = :run AND #at = :att AND "
+          "(attribute_not_exists(lease_until) OR lease_until < :nows)";
+      options.values[":nows"] = ddb::N(EpochSeconds(now));
+      options.values[":list"] = ddb::L(std::move(list));
+      options.values[":one"] = ddb::N(std::int64_t{1});
+      expression += ", attempts = :list ADD interruptions :one";
+    }
+    options.return_values = "ALL_NEW";
+    options.return_current_on_condition_failure = true;
+    return db_->UpdateItem(options_.table, codec::UnitKey(request.job, request.unit),
+                           expression + remove, options);
+  }
+
+  // RUNNING -> `to` for the attempt `end` describes, with the attempt's entry filled in;
+  // placeholders start with "x" (CountedTransitionRequest).
+  CountedTransitionRequest EndRequest(const AttemptEnd& end, UnitState to,
+                                      std::string_view default_reason) {
+    CountedTransitionRequest request;
+    request.job = end.lease.job;
+    request.unit = end.lease.unit;
+    request.from = UnitState::kRunning;
+    request.attempt = end.lease.attempt;
+    request.owner = end.lease.owner;
+    request.to = to;
+    request.writer = end.lease.owner;
+    const std::string slot = "attempts[" + std::to_string(end.lease.attempt - 1) + "]";
+    request.names["#xe"] = "error";
+    request.values[":xf"] = ddb::S(codec::FormatTime(clock_.Now()));
+    request.values[":xr"] = ddb::S(end.reason.empty() ? default_reason : end.reason);
+    request.values[":xe"] = ddb::S(ClipUtf8(end.error));
+    request.extra_set =
+        slot + ".finished_at = :xf, " + slot + ".reason = :xr, " + slot + ".#xe = :xe";
+    if (end.exit_code) {
+      request.values[":xc"] = ddb::N(std::int64_t{*end.exit_code});
+      request.extra_set += ", " + slot + ".exit_code = :xc";
+    }
+    return request;
+  }
 
   QueryRequest UnitsQuery(const std::string& job) const {
     QueryRequest request;

@@ -386,6 +386,7 @@ json EncodeWorker(const WorkerRecord& worker) {
   item["spot"] = ddb::Bool(worker.spot);
   item["availability_zone"] = ddb::S(worker.availability_zone);
   item["slots"] = ddb::N(std::int64_t{worker.slots});
+  item["heartbeat_s"] = ddb::N(std::int64_t{worker.heartbeat_s});
   json units = json::array();
   for (const std::string& u : worker.units_in_hand) units.push_back(ddb::S(u));
   item["units_in_hand"] = ddb::L(std::move(units));
@@ -405,6 +406,7 @@ WorkerRecord DecodeWorker(const json& item) {
   worker.spot = ddb::GetBool(item, "spot").value_or(false);
   worker.availability_zone = Str(item, "availability_zone");
   worker.slots = static_cast<int>(Int(item, "slots", 1));
+  worker.heartbeat_s = static_cast<int>(Int(item, "heartbeat_s", WorkerRecord{}.heartbeat_s));
   if (const json* units = Members(ddb::Get(item, "units_in_hand"), "L")) {
     for (const json& u : *units) {
       if (u.is_object() && u.contains("S") && u["S"].is_string()) {

@@ -7,10 +7,11 @@
 #include <thread>
 #include <utility>
 
-#include "spotgrid/core/parallel_for.h"
 #include "services/json_writer.h"
 #include "spotgrid/aws/json_protocol.h"
+#include "spotgrid/aws/json_sax.h"
 #include "spotgrid/aws/service.h"
+#include "spotgrid/core/parallel_for.h"
 
 namespace spotgrid {
 namespace {
@@ -28,13 +29,150 @@ std::string StringOrDump(const json& value) {
   return value.is_string() ? value.get<std::string>() : value.dump();
 }
 
-std::size_t ParseBatchId(const json& entry, std::size_t limit) {
-  std::string id = JsonString(entry, "Id");
+std::size_t ParseBatchId(std::string_view id, std::size_t limit) {
   std::size_t value = limit;
   auto [ptr, ec] = std::from_chars(id.data(), id.data() + id.size(), value);
   if (ec != std::errc() || ptr != id.data() + id.size() || value >= limit) return limit;
   return value;
 }
+
+// What a batch response says about one entry; a member that is absent or not a string reads
+// as "".
+struct BatchEntryOutcome {
+  std::string id;
+  std::string message_id;  // Successful entries of SendMessageBatch
+  // Failed entries:
+  bool sender_fault = true;           // absent means the sender's fault
+  bool sender_fault_invalid = false;  // present but not a boolean: the response is malformed
+  std::string code;
+  std::string message;
+};
+
+struct BatchResponse {
+  std::vector<BatchEntryOutcome> successful;
+  std::vector<BatchEntryOutcome> failed;
+};
+
+// Reads the Successful and Failed lists of a batch response as ParseJsonSax hands them over:
+// a DOM of ten entries with ids and digests cost more than building, signing and sending the
+// batch. The whole text is checked as strictly as json::parse would; the rest of the document
+// is skipped. Where a key repeats, the last one counts, as in a DOM.
+class BatchResponseReader final : public JsonSaxHandler {
+ public:
+  // False when `text` is not a JSON object.
+  static bool Read(std::string_view text, BatchResponse& out) {
+    BatchResponseReader reader(out);
+    return ParseJsonSax(text, reader);
+  }
+
+  bool Null() override { return Value(Kind::kOther); }
+  bool Boolean(bool value) override { return Value(Kind::kBool, nullptr, value); }
+  bool Number(std::string_view) override { return Value(Kind::kOther); }
+  bool String(std::string& value) override { return Value(Kind::kString, &value); }
+  bool StartObject() override {
+    if (!Value(Kind::kObject)) return false;
+    ++depth_;
+    return true;
+  }
+  bool EndObject() override {
+    if (--depth_ == 2) entry_ = nullptr;
+    return true;
+  }
+  bool StartArray() override {
+    if (!Value(Kind::kArray)) return false;
+    ++depth_;
+    return true;
+  }
+  bool EndArray() override {
+    --depth_;
+    return true;
+  }
+  bool Key(std::string& name) override {
+    if (depth_ == 1) {
+      list_key_ = name == "Successful" ? &out_.successful
+                  : name == "Failed"   ? &out_.failed
+                                       : nullptr;
+    } else if (depth_ == 3 && entry_ != nullptr) {
+      field_ = name == "Id"            ? Field::kId
+               : name == "MessageId"   ? Field::kMessageId
+               : name == "SenderFault" ? Field::kSenderFault
+               : name == "Code"        ? Field::kCode
+               : name == "Message"     ? Field::kMessage
+                                       : Field::kOther;
+    }
+    return true;
+  }
+
+ private:
+  enum class Kind { kObject, kArray, kString, kBool, kOther };
+  enum class Field { kId, kMessageId, kSenderFault, kCode, kMessage, kOther };
+
+  explicit BatchResponseReader(BatchResponse& out) : out_(out) {}
+
+  // A value (or the start of a container) at the current depth: 0 the document, 1 a member of
+  // it, 2 an element of such a member, 3 a member of such an element.
+  bool Value(Kind kind, std::string* text = nullptr, bool flag = false) {
+    switch (depth_) {
+      case 0:
+        return kind == Kind::kObject;
+      case 1:
+        list_ = nullptr;
+        if (list_key_ != nullptr) {
+          list_key_->clear();  // a repeated key replaces the earlier list
+          if (kind == Kind::kArray) {
+            list_ = list_key_;
+            list_->reserve(kMaxBatchEntries);
+          }
+        }
+        return true;
+      case 2:
+        if (list_ != nullptr && kind == Kind::kObject) entry_ = &list_->emplace_back();
+        return true;
+      case 3:
+        if (entry_ != nullptr) Assign(kind, text, flag);
+        return true;
+      default:
+        return true;
+    }
+  }
+
+  void Assign(Kind kind, std::string* text, bool flag) {
+    auto set = [&](std::string& member) {
+      if (kind == Kind::kString) {
+        member = std::move(*text);
+      } else {
+        member.clear();
+      }
+    };
+    switch (field_) {
+      case Field::kId:
+        set(entry_->id);
+        break;
+      case Field::kMessageId:
+        set(entry_->message_id);
+        break;
+      case Field::kCode:
+        set(entry_->code);
+        break;
+      case Field::kMessage:
+        set(entry_->message);
+        break;
+      case Field::kSenderFault:
+        entry_->sender_fault_invalid = kind != Kind::kBool;
+        if (kind == Kind::kBool) entry_->sender_fault = flag;
+        break;
+      case Field::kOther:
+        break;
+    }
+  }
+
+  BatchResponse& out_;
+  int depth_ = 0;
+  std::vector<BatchEntryOutcome>* list_key_ = nullptr;  // the list the last key names
+  std::vector<BatchEntryOutcome>* list_ = nullptr;      // the list being read
+  BatchEntryOutcome* entry_ = nullptr;                  // the entry being read
+  Field field_ = Field::kOther;
+};
 
 // One batch call of `operation` over entries `indices` (positions in the caller's vector),
 // with the entry-level retry: entries SQS reports as failed with SenderFault=false are sent
@@ -71,45 +209,54 @@ class BatchRunner {
         body.clear();
         if (pending.empty() || !encode(pending, body)) break;
       }
-      Result<json> response = CallJsonEncoded(client_, kTargetPrefix, operation_, std::move(body));
+      Result<HttpResponse> response =
+          SendJsonEncoded(client_, kTargetPrefix, operation_, std::move(body));
       if (!response.ok()) {
         if (!response.error().IsRetryable()) Abort(response.error());
         FailAll(pending, response.error(), failed);
         break;
       }
+      BatchResponse outcome;
+      if (!response->body.empty() && !BatchResponseReader::Read(response->body, outcome)) {
+        FailAll(pending, NotJsonObjectError(kSqsService, operation_, *response), failed);
+        break;
+      }
       std::vector<std::size_t> retry;
       std::vector<bool> answered(pending.size(), false);
-      try {
-        if (auto it = response->find("Successful"); it != response->end() && it->is_array()) {
-          for (const json& entry : *it) {
-            std::size_t pos = ParseBatchId(entry, pending.size());
-            if (pos == pending.size()) continue;
-            answered[pos] = true;
-            on_success(pending[pos], entry);
-          }
+      for (BatchEntryOutcome& entry : outcome.successful) {
+        std::size_t pos = ParseBatchId(entry.id, pending.size());
+        if (pos == pending.size()) continue;
+        answered[pos] = true;
+        on_success(pending[pos], entry);
+      }
+      bool malformed = false;
+      for (BatchEntryOutcome& entry : outcome.failed) {
+        std::size_t pos = ParseBatchId(entry.id, pending.size());
+        if (pos == pending.size()) continue;
+        answered[pos] = true;
+        if (entry.sender_fault_invalid) {
+          malformed = true;
+          break;
         }
-        if (auto it = response->find("Failed"); it != response->end() && it->is_array()) {
-          for (const json& entry : *it) {
-            std::size_t pos = ParseBatchId(entry, pending.size());
-            if (pos == pending.size()) continue;
-            answered[pos] = true;
-            bool sender_fault = entry.value("SenderFault", true);
-            if (!sender_fault && round < max_retries_) {
-              retry.push_back(pending[pos]);
-              continue;
-            }
-            Error error;
-            error.category = sender_fault ? ErrorCategory::kClient : ErrorCategory::kTransient;
-            error.service = "SQS";
-            error.operation = std::string(operation_);
-            error.http_status = 200;
-            error.code = JsonString(entry, "Code");
-            error.message = JsonString(entry, "Message");
-            failed.push_back({pending[pos], sender_fault, std::move(error)});
-          }
+        bool sender_fault = entry.sender_fault;
+        if (!sender_fault && round < max_retries_) {
+          retry.push_back(pending[pos]);
+          continue;
         }
-      } catch (const json::exception& e) {
-        FailAll(pending, MalformedResponseError(kSqsService, operation_, e.what()), failed);
+        Error error;
+        error.category = sender_fault ? ErrorCategory::kClient : ErrorCategory::kTransient;
+        error.service = "SQS";
+        error.operation = std::string(operation_);
+        error.http_status = 200;
+        error.code = std::move(entry.code);
+        error.message = std::move(entry.message);
+        failed.push_back({pending[pos], sender_fault, std::move(error)});
+      }
+      if (malformed) {
+        FailAll(pending,
+                MalformedResponseError(kSqsService, operation_,
+                                       "a Failed entry's SenderFault is not a boolean", *response),
+                failed);
         break;
       }
       for (std::size_t pos = 0; pos < pending.size(); ++pos) {
@@ -249,7 +396,7 @@ BatchResult RunHandleBatches(AwsClient& client, const SqsClientOptions& options,
             return append_handle(o, k, pending[k]);
           });
         },
-        [](std::size_t, const json&) {});
+        [](std::size_t, BatchEntryOutcome&) {});
   });
   return BatchResult{runner.TakeFailures()};
 }
@@ -436,8 +583,8 @@ Result<SendMessageBatchResult> SqsClient::SendMessageBatch(const std::string& qu
             return AppendSendEntry(o, k, entries[pending[k]]);
           });
         },
-        [&](std::size_t index, const json& entry) {
-          result.message_ids[index] = JsonString(entry, "MessageId");
+        [&](std::size_t index, BatchEntryOutcome& entry) {
+          result.message_ids[index] = std::move(entry.message_id);
         });
   });
   result.failed = runner.TakeFailures();

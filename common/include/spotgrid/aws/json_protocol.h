@@ -30,4 +30,15 @@ Result<nlohmann::json> CallJsonEncoded(
     AwsClient& client, std::string_view target_prefix, std::string_view operation, std::string body,
     std::chrono::milliseconds timeout = std::chrono::milliseconds(0));
 
+// CallJsonEncoded without the parse, for callers that read the answer with their own SAX
+// handler (a DOM of a large batch answer costs more than the call): the 2xx response, whose
+// body is "" or JSON text still to be checked.
+Result<HttpResponse> SendJsonEncoded(
+    AwsClient& client, std::string_view target_prefix, std::string_view operation, std::string body,
+    std::chrono::milliseconds timeout = std::chrono::milliseconds(0));
+
+// The MalformedResponseError CallJsonEncoded returns for a 2xx body that is not a JSON object.
+Error NotJsonObjectError(const ServiceInfo& service, std::string_view operation,
+                         const HttpResponse& response);
+
 }  // namespace spotgrid

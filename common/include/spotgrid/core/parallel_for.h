@@ -2,16 +2,33 @@
 // returns when all are done. For fanning out independent batch calls; the indices are handed
 // out one at a time, so slow calls do not hold up a fixed share of the work.
 //
-// Thread-safety: `fn` is called concurrently from several threads.
+// The helper threads come from a process-wide pool that keeps finished threads for the next
+// call (an enqueue makes thousands of batch calls; a thread per call would cost more than
+// some of the calls). A helper that has not started by the time the caller has run out of
+// indices is simply not used, so a ParallelFor inside another (or one while the pool is busy)
+// never waits for a free thread: the caller does the work itself.
+//
+// Thread-safety: `fn` is called concurrently from several threads. ParallelFor may be called
+// from any thread, also from inside `fn`.
 #pragma once
 
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
 #include <cstddef>
-#include <thread>
-#include <vector>
+#include <functional>
+#include <memory>
+#include <mutex>
 
 namespace spotgrid {
+namespace parallel_for_internal {
+
+// Runs `task` on a pooled thread, starting a new thread when none is idle. Never throws: when
+// no thread can be started the task waits for the next free one (ParallelFor does not depend
+// on it running).
+void RunOnPool(std::function<void()> task);
+
+}  // namespace parallel_for_internal
 
 template <typename Fn>
 void ParallelFor(std::size_t n, int concurrency, Fn&& fn) {
@@ -21,14 +38,34 @@ void ParallelFor(std::size_t n, int concurrency, Fn&& fn) {
     for (std::size_t i = 0; i < n; ++i) fn(i);
     return;
   }
+  // Outlives this call: a helper may be dequeued after the caller has returned.
+  struct Shared {
+    std::mutex mu;
+    std::condition_variable cv;
+    int active = 0;       // helpers inside `work`
+    bool closed = false;  // the caller is done: late helpers must not touch `work`
+  };
+  auto shared = std::make_shared<Shared>();
   std::atomic<std::size_t> next{0};
-  auto worker = [&] {
+  auto work = [&] {
     for (std::size_t i = next++; i < n; i = next++) fn(i);
   };
-  std::vector<std::jthread> pool;
-  pool.reserve(threads - 1);
-  for (std::size_t t = 1; t < threads; ++t) pool.emplace_back(worker);
-  worker();
+  for (std::size_t t = 1; t < threads; ++t) {
+    parallel_for_internal::RunOnPool([shared, &work] {
+      {
+        std::lock_guard<std::mutex> lock(shared->mu);
+        if (shared->closed) return;
+        ++shared->active;
+      }
+      work();
+      std::lock_guard<std::mutex> lock(shared->mu);
+      if (--shared->active == 0) shared->cv.notify_all();
+    });
+  }
+  work();
+  std::unique_lock<std::mutex> lock(shared->mu);
+  shared->closed = true;
+  shared->cv.wait(lock, [&] { return shared->active == 0; });
 }
 
 }  // namespace spotgrid

@@ -12,14 +12,23 @@
 #pragma once
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "spotgrid/core/status.h"
 #include "spotgrid/ledger/types.h"
 
 namespace spotgrid {
+
+// The most of a unit's progress text (and of an attempt's error text) the ledger keeps.
+inline constexpr std::size_t kMaxProgressBytes = 1024;
+
+// `text` as the ledger stores it: bytes that are not UTF-8 become U+FFFD (DynamoDB takes only
+// UTF-8), and the result is cut at a character boundary to at most `max_bytes` bytes.
+std::string ClipUtf8(std::string_view text, std::size_t max_bytes = kMaxProgressBytes);
 
 struct LeaseRef {
   std::string job;
@@ -72,10 +81,14 @@ class UnitLeases {
   // QUEUED, or RUNNING with lease_until in the past, becomes RUNNING with attempt + 1,
   // owner, lease_until, heartbeat_at, started_at, and a new attempts[] entry
   // {n, owner, started_at}; one conditional write that also returns the unit (rows included).
+  // A live lease is kHeldElsewhere even when the caller holds it (a duplicate delivery). A
+  // takeover marks the old attempt "lost", adds one interruption and keeps a pending
+  // cancel_requested, which the new owner then learns from its first RenewLease.
   virtual Result<ClaimResult> ClaimUnit(const ClaimRequest& request) = 0;
 
   // Extends lease_until to now + `lease`, stamps heartbeat_at and, when given, `progress`
-  // (truncated to 1 KiB). IsConditionFailed() when the lease is no longer ours.
+  // (ClipUtf8: at most 1 KiB). IsConditionFailed() when the lease is no longer ours. A lease
+  // that expired is still renewed as long as nobody took the unit over.
   virtual Result<RenewResult> RenewLease(const LeaseRef& lease, std::chrono::seconds duration,
                                          const std::optional<std::string>& progress) = 0;
 

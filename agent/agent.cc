@@ -1,0 +1,791 @@
+#include "agent/agent.h"
+
+#include <fcntl.h>
+#include <pwd.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <charconv>
+#include <condition_variable>
+#include <cstdio>
+#include <map>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+#include "agent/unit_runner.h"
+#include "spotgrid/aws/aws_client.h"
+#include "spotgrid/core/environment.h"
+#include "spotgrid/core/log.h"
+#include "spotgrid/ledger/ledger.h"
+#include "spotgrid/services/dynamodb_client.h"
+
+namespace spotgrid::agent {
+
+namespace {
+
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+// A blocking step of the main loop (a long poll, a claim) that takes longer than this is
+// taken for a hang: the watchdog pings stop and systemd restarts the agent. Generous, because
+// the client core retries a struggling service with backoff.
+constexpr seconds kHungStep{300};
+constexpr milliseconds kTickerCap{1000};
+constexpr seconds kReceiveBackoffFirst{1}, kReceiveBackoffCap{30};
+
+const std::vector<std::string> kQueueDepthAttributes = {"ApproximateNumberOfMessages",
+                                                        "ApproximateNumberOfMessagesNotVisible",
+                                                        "ApproximateNumberOfMessagesDelayed"};
+
+std::int64_t ToInt(const std::string& text) {
+  std::int64_t value = 0;
+  auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  return ec == std::errc() ? value : -1;
+}
+
+// HOME and USER for commands run as the agent's own user.
+std::pair<std::string, std::string> SelfHomeAndUser() {
+  std::string home = Environment::Process().GetOr("HOME", "/");
+  std::string user = Environment::Process().GetOr("USER", "");
+  std::vector<char> buffer(16384);
+  passwd entry{};
+  passwd* found = nullptr;
+  if (::getpwuid_r(::geteuid(), &entry, buffer.data(), buffer.size(), &found) == 0 && found) {
+    home = found->pw_dir;
+    user = found->pw_name;
+  }
+  return {home, user};
+}
+
+}  // namespace
+
+struct Agent::Impl {
+  struct Slot {
+    bool busy = false;
+    std::string job, unit;
+    bool done = false;  // the thread has ended and waits to be joined
+    std::thread thread;
+  };
+
+  AgentConfig config;
+  AgentDeps deps;
+  StopSource stop;
+  std::atomic<bool> stop_requested{false};
+
+  StackInfo stack;
+  UnitRunnerSettings runner_settings;
+  std::map<std::string, JobSpec> jobs;  // main thread only
+
+  std::mutex mu;  // guards everything below
+  std::condition_variable slot_freed;
+  std::vector<Slot> slots;
+  std::set<std::pair<std::string, std::string>> intents;  // (job, writer) to flush when idle
+  Clock::WallTime started_at{};
+  std::optional<Clock::WallTime> idle_since;
+  std::string state = "running";
+  std::string last_status;
+
+  // Idle tracking (main thread only).
+  std::optional<Clock::MonoTime> idle_since_mono;
+
+  // The ticker: worker heartbeat item and watchdog pings.
+  std::thread ticker;
+  StopSource ticker_stop;
+  std::atomic<std::int64_t> step_started_ns{0};  // monotonic, 0 = no blocking step under way
+
+  Impl(AgentConfig c, AgentDeps d) : config(std::move(c)), deps(std::move(d)) {
+    slots.resize(static_cast<std::size_t>(std::max(config.slots, 1)));
+  }
+
+  Clock& clock() { return *deps.clock; }
+  std::string Owner(int slot) const {
+    return deps.identity.instance_id + "/" + std::to_string(slot);
+  }
+
+  // --- status and worker item ---------------------------------------------------------------
+
+  // Requires mu.
+  std::string StatusTextLocked() const {
+    int busy = 0;
+    std::string units;
+    for (const Slot& slot : slots) {
+      if (!slot.busy) continue;
+      ++busy;
+      units += (units.empty() ? "" : ", ") + slot.job + "/" + slot.unit;
+    }
+    std::string text = std::to_string(busy) + "/" + std::to_string(slots.size()) + " slots busy";
+    if (!units.empty()) text += ": " + units;
+    if (state != "running") text += " (" + state + ")";
+    return text;
+  }
+
+  void UpdateStatus() {
+    std::string text;
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      text = StatusTextLocked();
+      if (text == last_status) return;
+      last_status = text;
+    }
+    deps.notifier->Status(text);
+  }
+
+  WorkerRecord WorkerItem() {
+    WorkerRecord worker;
+    worker.instance_id = deps.identity.instance_id;
+    worker.instance_type = deps.identity.instance_type;
+    worker.spot = deps.identity.spot;
+    worker.availability_zone = deps.identity.availability_zone;
+    worker.slots = config.slots;
+    worker.heartbeat_s = static_cast<int>(config.heartbeat.count());
+    worker.last_heartbeat = clock().Now();
+    std::lock_guard<std::mutex> lock(mu);
+    for (const Slot& slot : slots) {
+      if (slot.busy) worker.units_in_hand.push_back(slot.job + "/" + slot.unit);
+    }
+    worker.started_at = started_at;
+    worker.idle_since = idle_since;
+    worker.state = state;
+    if (state == "ended") worker.ended_at = worker.last_heartbeat;
+    return worker;
+  }
+
+  void PutWorker() {
+    Status put = deps.ledger->PutWorker(WorkerItem());
+    if (!put.ok()) Logger().warn("could not write the worker item: {}", put.ToString());
+  }
+
+  void SetState(const std::string& new_state) {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      state = new_state;
+    }
+    UpdateStatus();
+  }
+
+  // --- ticker -------------------------------------------------------------------------------
+
+  bool MainLoopHealthy(Clock::MonoTime now) const {
+    std::int64_t started = step_started_ns.load();
+    if (started == 0) return true;
+    return now - Clock::MonoTime(std::chrono::nanoseconds(started)) < kHungStep;
+  }
+
+  // Writes the worker item every heartbeat (by the Clock) and pings the watchdog. The
+  // watchdog is systemd's real-time deadline, so it is pinged on every wake-up, and the
+  // wake-ups come at least every watchdog interval of real time.
+  void TickerLoop() {
+    std::optional<std::chrono::microseconds> watchdog = deps.notifier->WatchdogInterval();
+    milliseconds cap =
+        std::min<milliseconds>(kTickerCap, std::max(deps.poll_slice, milliseconds(1)) * 5);
+    if (watchdog) {
+      cap = std::min(
+          cap, std::max(milliseconds(1), std::chrono::duration_cast<milliseconds>(*watchdog)));
+    }
+    Clock::MonoTime next_worker = clock().Monotonic() + config.heartbeat;
+    while (true) {
+      auto until = std::chrono::duration_cast<milliseconds>(next_worker - clock().Monotonic());
+      if (ticker_stop.WaitFor(std::clamp(until, milliseconds(1), cap))) return;
+      Clock::MonoTime now = clock().Monotonic();
+      if (watchdog) {
+        if (MainLoopHealthy(now)) {
+          deps.notifier->Watchdog();
+        } else {
+          Logger().error("main loop stuck for more than {}s; withholding the watchdog ping",
+                         kHungStep.count());
+        }
+      }
+      if (now >= next_worker) {
+        PutWorker();
+        next_worker = now + config.heartbeat;
+      }
+    }
+  }
+
+  // --- slots --------------------------------------------------------------------------------
+
+  // Requires mu.
+  int FreeSlotsLocked() const {
+    return static_cast<int>(
+        std::count_if(slots.begin(), slots.end(), [](const Slot& s) { return !s.busy; }));
+  }
+
+  bool NoUnitsInHand() {
+    std::lock_guard<std::mutex> lock(mu);
+    return FreeSlotsLocked() == static_cast<int>(slots.size());
+  }
+
+  // Joins the threads of slots whose unit has ended.
+  void ReapFinished() {
+    std::vector<std::thread> done;
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      for (Slot& slot : slots) {
+        if (slot.done && slot.thread.joinable()) {
+          done.push_back(std::move(slot.thread));
+          slot.done = false;
+        }
+      }
+    }
+    for (std::thread& thread : done) thread.join();
+  }
+
+  // Reserves a free slot for a unit about to be claimed; -1 when none is free.
+  int ReserveSlot(const std::string& job, const std::string& unit) {
+    ReapFinished();
+    std::lock_guard<std::mutex> lock(mu);
+    for (std::size_t i = 0; i < slots.size(); ++i) {
+      if (slots[i].busy || slots[i].thread.joinable()) continue;
+      slots[i].busy = true;
+      slots[i].job = job;
+      slots[i].unit = unit;
+      return static_cast<int>(i);
+    }
+    return -1;
+  }
+
+  void UnreserveSlot(int slot) {
+    std::lock_guard<std::mutex> lock(mu);
+    slots[slot].busy = false;
+    slots[slot].job.clear();
+    slots[slot].unit.clear();
+  }
+
+  void StartSlot(int slot, UnitAssignment assignment) {
+    UnitRunnerDeps runner_deps{deps.sqs, deps.ledger, deps.s3, deps.clock};
+    std::lock_guard<std::mutex> lock(mu);
+    // Created under the lock, so the thread's SlotDone cannot run before `thread` is set.
+    slots[slot].thread = std::thread([this, slot, runner_deps = std::move(runner_deps),
+                                      assignment = std::move(assignment)]() mutable {
+      std::string job = assignment.unit.job;
+      std::string owner = assignment.owner;
+      UnitRunner runner(std::move(runner_deps), runner_settings, std::move(assignment), &stop);
+      UnitOutcome outcome = runner.Run();
+      SlotDone(slot, job, owner, outcome);
+    });
+  }
+
+  void SlotDone(int slot, const std::string& job, const std::string& owner, UnitOutcome outcome) {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      // A counted end leaves an intent in the job item until this writer's next counted end
+      // (or FlushIntents when the agent goes idle).
+      if (outcome == UnitOutcome::kSucceeded || outcome == UnitOutcome::kFailed ||
+          outcome == UnitOutcome::kCancelled) {
+        intents.insert({job, owner});
+      }
+      slots[slot].busy = false;
+      slots[slot].job.clear();
+      slots[slot].unit.clear();
+      slots[slot].done = true;
+    }
+    slot_freed.notify_all();
+    UpdateStatus();
+  }
+
+  void JoinAllSlots() {
+    std::vector<std::thread> threads;
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      for (Slot& slot : slots) {
+        if (slot.thread.joinable()) threads.push_back(std::move(slot.thread));
+      }
+    }
+    for (std::thread& thread : threads) thread.join();
+  }
+
+  // --- messages -----------------------------------------------------------------------------
+
+  Result<std::optional<JobSpec>> Job(const std::string& id) {
+    if (auto it = jobs.find(id); it != jobs.end()) return std::optional<JobSpec>(it->second);
+    auto job = deps.ledger->GetJob(id);
+    if (!job.ok()) return job.error();
+    if (!*job) return std::optional<JobSpec>();
+    jobs[id] = (*job)->spec;
+    return std::optional<JobSpec>((*job)->spec);
+  }
+
+  void DeleteMessage(const SqsMessage& message) {
+    Status deleted = deps.sqs->DeleteMessage(stack.queue_url, message.receipt_handle);
+    if (!deleted.ok())
+      Logger().warn("could not delete message {}: {}", message.id, deleted.ToString());
+  }
+
+  // Hands messages received but not claimed back to the queue at once.
+  void ReturnMessages(const std::vector<SqsMessage>& messages) {
+    if (messages.empty()) return;
+    std::vector<VisibilityEntry> entries;
+    for (const SqsMessage& message : messages) entries.push_back({message.receipt_handle, 0});
+    auto returned = deps.sqs->ChangeMessageVisibilityBatch(stack.queue_url, entries);
+    if (!returned.ok()) Logger().warn("could not return messages: {}", returned.error().ToString());
+  }
+
+  // Claims and starts what the messages point at; returns how many units it started.
+  int Dispatch(const std::vector<SqsMessage>& messages) {
+    std::set<std::pair<std::string, std::string>> seen;
+    std::vector<SqsMessage> unclaimed;
+    int started = 0;
+    for (const SqsMessage& message : messages) {
+      auto decoded = DecodeUnitMessage(message.body);
+      if (!decoded) {
+        Logger().warn("message {} is not a unit message; leaving it for the dead-letter queue",
+                      message.id);
+        continue;
+      }
+      const auto& [job_id, unit_id] = *decoded;
+      if (!seen.insert(*decoded).second) {
+        // The unit's first message of this receive is the one its runner tends; this copy
+        // comes back later and finds the unit held or finished.
+        Logger().info("duplicate delivery of {}/{} in one receive; ignoring the copy", job_id,
+                      unit_id);
+        continue;
+      }
+      if (stop.Requested()) {
+        unclaimed.push_back(message);
+        continue;
+      }
+      auto job = Job(job_id);
+      if (!job.ok()) {
+        Logger().warn("could not read job {}: {}", job_id, job.error().ToString());
+        continue;
+      }
+      if (!*job) {
+        Logger().warn("message {} names job {}, which the ledger does not hold; leaving it",
+                      message.id, job_id);
+        continue;
+      }
+      int slot = ReserveSlot(job_id, unit_id);
+      if (slot < 0) {
+        unclaimed.push_back(message);
+        continue;
+      }
+      ClaimRequest request{job_id, unit_id, Owner(slot), config.lease};
+      const Clock::MonoTime claim_sent = clock().Monotonic();
+      step_started_ns = claim_sent.time_since_epoch().count();
+      auto claim = deps.ledger->ClaimUnit(request);
+      step_started_ns = 0;
+      if (!claim.ok()) {
+        UnreserveSlot(slot);
+        Logger().warn("could not claim {}/{}: {}", job_id, unit_id, claim.error().ToString());
+        continue;
+      }
+      switch (claim->outcome) {
+        case ClaimOutcome::kClaimed: {
+          UnitAssignment assignment;
+          assignment.stack = stack;
+          assignment.job = **job;
+          assignment.unit = std::move(claim->unit);
+          assignment.owner = request.owner;
+          assignment.slot = slot;
+          assignment.receipt_handle = message.receipt_handle;
+          assignment.claimed_at = claim_sent;
+          if (claim->took_over) {
+            Logger().info("took over {}/{} from an expired lease", job_id, unit_id);
+          }
+          StartSlot(slot, std::move(assignment));
+          ++started;
+          UpdateStatus();
+          break;
+        }
+        case ClaimOutcome::kFinished:
+          UnreserveSlot(slot);
+          Logger().debug("{}/{} has ended already; deleting its message", job_id, unit_id);
+          DeleteMessage(message);
+          break;
+        case ClaimOutcome::kHeldElsewhere:
+          UnreserveSlot(slot);
+          Logger().debug("{}/{} is held by {}; leaving its message", job_id, unit_id,
+                         claim->unit.owner);
+          break;
+        case ClaimOutcome::kMissing:
+          UnreserveSlot(slot);
+          Logger().warn("message {} names unit {}/{}, which the ledger does not hold; leaving it",
+                        message.id, job_id, unit_id);
+          break;
+      }
+    }
+    ReturnMessages(unclaimed);
+    return started;
+  }
+
+  // --- idle ---------------------------------------------------------------------------------
+
+  void FlushIntents() {
+    std::set<std::pair<std::string, std::string>> pending;
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      pending.swap(intents);
+    }
+    for (const auto& [job, writer] : pending) {
+      Status flushed = deps.ledger->FlushIntents(job, writer);
+      if (!flushed.ok()) {
+        Logger().warn("could not flush the counting intent of {} in job {}: {}", writer, job,
+                      flushed.ToString());
+        std::lock_guard<std::mutex> lock(mu);
+        intents.insert({job, writer});
+      }
+    }
+  }
+
+  void SetIdle(bool idle) {
+    if (idle == idle_since_mono.has_value()) return;
+    if (idle) {
+      idle_since_mono = clock().Monotonic();
+      std::lock_guard<std::mutex> lock(mu);
+      idle_since = clock().Now();
+    } else {
+      idle_since_mono.reset();
+      std::lock_guard<std::mutex> lock(mu);
+      idle_since.reset();
+    }
+  }
+
+  // True when the queue holds no message at all, visible, in flight or delayed.
+  bool QueueEmpty() {
+    auto attributes = deps.sqs->GetQueueAttributes(stack.queue_url, kQueueDepthAttributes);
+    if (!attributes.ok()) {
+      Logger().warn("could not read the queue's depth: {}", attributes.error().ToString());
+      return false;
+    }
+    for (const std::string& name : kQueueDepthAttributes) {
+      auto it = attributes->find(name);
+      if (it != attributes->end() && ToInt(it->second) != 0) return false;
+    }
+    return true;
+  }
+
+  // Terminates this instance: through its Auto Scaling group (shrinking it, so no
+  // replacement comes up) when it has one, else directly. False if it could not be asked.
+  bool TerminateSelf() {
+    const std::string& id = deps.identity.instance_id;
+    if (deps.autoscaling) {
+      auto described = deps.autoscaling->DescribeAutoScalingInstances({id});
+      if (!described.ok()) {
+        Logger().warn("could not look up this instance's Auto Scaling group: {}",
+                      described.error().ToString());
+        return false;
+      }
+      if (!described->empty()) {
+        auto terminated = deps.autoscaling->TerminateInstanceInAutoScalingGroup(id, true);
+        if (!terminated.ok()) {
+          Logger().warn("could not terminate through the Auto Scaling group: {}",
+                        terminated.error().ToString());
+          return false;
+        }
+        Logger().info("terminating {} through Auto Scaling group {}", id,
+                      (*described)[0].auto_scaling_group_name);
+        return true;
+      }
+    }
+    auto terminated = deps.ec2->TerminateInstances({id});
+    if (!terminated.ok()) {
+      Logger().warn("could not terminate {}: {}", id, terminated.error().ToString());
+      return false;
+    }
+    Logger().info("terminating {}", id);
+    return true;
+  }
+
+  // Called after a round that started nothing while no unit is in hand.
+  std::optional<AgentExit> IdleRound() {
+    if (!idle_since_mono) {
+      SetIdle(true);
+      Logger().info("idle: no work in hand");
+      FlushIntents();
+      return std::nullopt;
+    }
+    if (config.on_drain == DrainAction::kStay) return std::nullopt;
+    if (clock().Monotonic() - *idle_since_mono < config.idle_shutdown) return std::nullopt;
+    if (!QueueEmpty()) return std::nullopt;
+    FlushIntents();
+    if (config.on_drain == DrainAction::kExit) {
+      Logger().info("queue empty and idle for {}s: exiting", config.idle_shutdown.count());
+      return AgentExit::kDrained;
+    }
+    if (!deps.identity.on_ec2 || !deps.ec2) {
+      Logger().warn(
+          "queue empty and idle for {}s, but not on EC2: exiting instead of "
+          "terminating",
+          config.idle_shutdown.count());
+      return AgentExit::kDrained;
+    }
+    SetState("draining");
+    if (TerminateSelf()) return AgentExit::kTerminated;
+    SetState("running");
+    return std::nullopt;  // tried again after the next empty round
+  }
+
+  // --- the loop -----------------------------------------------------------------------------
+
+  AgentExit Loop() {
+    int failures = 0;
+    while (!stop.Requested()) {
+      ReapFinished();
+      int free = 0;
+      {
+        std::unique_lock<std::mutex> lock(mu);
+        slot_freed.wait(lock, [&] { return stop.Requested() || FreeSlotsLocked() > 0; });
+        free = FreeSlotsLocked();
+      }
+      if (stop.Requested()) break;
+      ReceiveRequest request;
+      request.max_messages = std::min(free, 10);
+      request.wait_seconds = config.poll_wait_s;
+      // Hidden as long as a heartbeat would keep it (lease + one heartbeat), not the queue's
+      // default: if this agent dies before its first heartbeat, the message comes back soon
+      // after the lease runs out rather than after the queue's visibility timeout.
+      request.visibility_timeout = static_cast<int>(
+          std::min<std::int64_t>((config.lease + config.heartbeat).count(), 43200));
+      step_started_ns = clock().Monotonic().time_since_epoch().count();
+      auto received = deps.sqs->ReceiveMessage(stack.queue_url, request);
+      step_started_ns = 0;
+      if (!received.ok()) {
+        ++failures;
+        seconds pause = std::min<seconds>(kReceiveBackoffFirst * (1 << std::min(failures - 1, 5)),
+                                          kReceiveBackoffCap);
+        Logger().warn("receive failed ({}); trying again in {}s", received.error().ToString(),
+                      pause.count());
+        clock().SleepFor(pause, &stop);
+        continue;
+      }
+      failures = 0;
+      if (stop.Requested()) {
+        ReturnMessages(*received);
+        break;
+      }
+      int started = Dispatch(*received);
+      if (started == 0 && NoUnitsInHand()) {
+        if (auto exit = IdleRound()) return *exit;
+      } else {
+        SetIdle(false);
+      }
+    }
+    return AgentExit::kStopped;
+  }
+
+  Result<AgentExit> Run() {
+    auto found = deps.ledger->GetStack();
+    const std::string table = LedgerTableName(config.stack);
+    if (!found.ok()) {
+      if (!found.error().IsNotFound()) return found.error();
+      Error error = found.error();
+      error.service.clear();
+      error.operation.clear();
+      error.http_status = 0;
+      error.code.clear();
+      error.message = "stack '" + config.stack + "' does not exist (no ledger table " + table + ")";
+      return error;
+    }
+    if (!*found) {
+      Error error;
+      error.category = ErrorCategory::kNotFound;
+      error.message = "stack '" + config.stack +
+                      "' does not exist (no stack item in ledger table " + table + ")";
+      return error;
+    }
+    stack = **found;
+    if (stack.queue_url.empty()) {
+      return Error::InvalidInput("the stack item of '" + config.stack + "' in " + table +
+                                 " names no work queue; run `controller init` again");
+    }
+
+    runner_settings.work_dir = config.work_dir;
+    runner_settings.heartbeat = config.heartbeat;
+    runner_settings.lease = config.lease;
+    runner_settings.sync_interval = config.sync_interval;
+    runner_settings.kill_grace = config.kill_grace;
+    runner_settings.run_as = deps.run_as;
+    runner_settings.poll_slice = deps.poll_slice;
+    if (deps.run_as) {
+      runner_settings.home = deps.run_as->home.string();
+      runner_settings.user = deps.run_as->name;
+    } else {
+      std::tie(runner_settings.home, runner_settings.user) = SelfHomeAndUser();
+    }
+
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      started_at = clock().Now();
+    }
+    PutWorker();
+    Logger().info("agent {} ready: stack {}, {} slots, queue {}", deps.identity.instance_id,
+                  config.stack, slots.size(), stack.queue_url);
+    deps.notifier->Ready();
+    UpdateStatus();
+    ticker = std::thread([this] { TickerLoop(); });
+
+    AgentExit exit = Loop();
+
+    JoinAllSlots();  // each runner has seen the stop and released its unit
+    ticker_stop.Request();
+    ticker.join();
+    FlushIntents();
+    SetState("ended");
+    PutWorker();
+    Logger().info("agent stopped ({})", exit == AgentExit::kStopped   ? "stop requested"
+                                        : exit == AgentExit::kDrained ? "drained"
+                                                                      : "terminating");
+    return exit;
+  }
+
+  void RequestStop() {
+    if (stop_requested.exchange(true)) return;
+    Logger().info("stop requested: interrupting running units");
+    deps.notifier->Stopping();
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      if (state == "running") state = "draining";
+    }
+    stop.Request();
+    slot_freed.notify_all();
+    UpdateStatus();
+  }
+};
+
+Agent::Agent(AgentConfig config, AgentDeps deps)
+    : impl_(std::make_unique<Impl>(std::move(config), std::move(deps))) {}
+
+Agent::~Agent() {
+  // Run() joins its threads; this covers an Agent destroyed while Run() never ran.
+  impl_->JoinAllSlots();
+}
+
+Result<AgentExit> Agent::Run() { return impl_->Run(); }
+
+void Agent::RequestStop() { impl_->RequestStop(); }
+
+// --- the binary ---------------------------------------------------------------------------
+
+namespace {
+
+// Signals only write a byte to a pipe; a thread of ours reads it and does the work.
+int g_signal_pipe = -1;
+
+extern "C" void OnStopSignal(int) {
+  int saved = errno;
+  char byte = 1;
+  [[maybe_unused]] ssize_t n = ::write(g_signal_pipe, &byte, 1);
+  errno = saved;
+}
+
+std::string ErrorText(const Error& error) {
+  return error.service.empty() && error.operation.empty() ? error.message : error.ToString();
+}
+
+}  // namespace
+
+int RunAgent(int argc, char** argv) {
+  std::vector<std::string> args(argv + std::min(argc, 1), argv + argc);
+  auto config = LoadAgentConfig(args, Environment::Process());
+  if (!config.ok()) {
+    std::fprintf(stderr, "agent: %s\n", ErrorText(config.error()).c_str());
+    return 2;
+  }
+  if (config->show_help) {
+    std::fputs(AgentUsage().c_str(), stdout);
+    return 0;
+  }
+  if (config->show_version) {
+    std::puts("agent " SPOTGRID_VERSION);
+    return 0;
+  }
+  SetLogger(MakeAgentLogger(config->log_level));
+  if (Status valid = ValidateStackName(config->stack); !valid.ok()) {
+    std::fprintf(stderr, "agent: --stack: %s\n", ErrorText(valid.error()).c_str());
+    return 2;
+  }
+
+  AgentDeps deps;
+  if (::geteuid() == 0) {
+    if (config->user.empty()) {
+      std::fputs("agent: running as root needs --user NAME: commands never run as root\n", stderr);
+      return 2;
+    }
+    auto user = LookupUser(config->user);
+    if (!user.ok()) {
+      std::fprintf(stderr, "agent: --user: %s\n", ErrorText(user.error()).c_str());
+      return 2;
+    }
+    deps.run_as = *user;
+  }
+
+  // Signals first, before any thread exists: the handler only writes to the pipe.
+  int pipe_fds[2];
+  if (::pipe2(pipe_fds, O_CLOEXEC) != 0) {
+    std::perror("agent: pipe");
+    return 1;
+  }
+  ::fcntl(pipe_fds[1], F_SETFL, O_NONBLOCK);
+  g_signal_pipe = pipe_fds[1];
+  struct sigaction action {};
+  action.sa_handler = OnStopSignal;
+  ::sigemptyset(&action.sa_mask);
+  action.sa_flags = SA_RESTART;
+  ::sigaction(SIGTERM, &action, nullptr);
+  ::sigaction(SIGINT, &action, nullptr);
+  ::signal(SIGPIPE, SIG_IGN);
+
+  Clock& clock = Clock::System();
+  AwsContextOptions options;
+  options.env = &Environment::Process();
+  options.clock = &clock;
+  // Logged (the journal under systemd) and printed (a terminal, or systemctl status).
+  auto fail = [](const std::string& what, const Error& error) {
+    std::string text = what.empty() ? ErrorText(error) : what + ": " + ErrorText(error);
+    Logger().error("{}", text);
+    std::fprintf(stderr, "agent: %s\n", text.c_str());
+    return 1;
+  };
+  auto context = AwsContext::Create(std::move(options));
+  if (!context.ok()) return fail("AWS configuration", context.error());
+  auto sqs = SqsClient::Create(*context);
+  if (!sqs.ok()) return fail("SQS client", sqs.error());
+  auto db = DynamoDbClient::Create(*context);
+  if (!db.ok()) return fail("DynamoDB client", db.error());
+  auto s3 = S3Client::Create(*context);
+  if (!s3.ok()) return fail("S3 client", s3.error());
+  DynamoLedgerOptions ledger_options;
+  ledger_options.table = LedgerTableName(config->stack);
+  deps.sqs = *sqs;
+  deps.s3 = *s3;
+  deps.ledger = MakeDynamoLedger(*db, std::move(ledger_options), clock);
+  deps.identity = DiscoverIdentity((*context)->imds().get());
+  if (deps.identity.on_ec2) {
+    if (auto autoscaling = AutoScalingClient::Create(*context); autoscaling.ok()) {
+      deps.autoscaling = *autoscaling;
+    }
+    if (auto ec2 = Ec2Client::Create(*context); ec2.ok()) deps.ec2 = *ec2;
+  }
+  std::unique_ptr<Notifier> notifier = MakeSystemdNotifier();
+  deps.notifier = notifier.get();
+  deps.clock = &clock;
+
+  Agent agent(*config, std::move(deps));
+  std::atomic<bool> finished{false};
+  std::thread signals([&] {
+    char byte;
+    while (true) {
+      ssize_t n = ::read(pipe_fds[0], &byte, 1);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0 || finished) return;
+      agent.RequestStop();
+    }
+  });
+  auto result = agent.Run();
+  finished = true;
+  char wake = 0;
+  [[maybe_unused]] ssize_t n = ::write(pipe_fds[1], &wake, 1);
+  signals.join();
+  if (!result.ok()) return fail("", result.error());
+  return 0;
+}
+
+}  // namespace spotgrid::agent

@@ -1,0 +1,776 @@
+// The agent's loop end to end against in-memory SQS, ledger and S3, with real /bin/sh
+// commands in temporary directories. Time-driven behaviour (heartbeats, timeouts, retry
+// backoff, idle shutdown) runs on a FakeClock the test moves; processes run in real time.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <cerrno>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <mutex>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "agent/agent.h"
+#include "agent/unit_runner.h"
+#include "support/fake_clock.h"
+#include "support/fake_s3.h"
+#include "support/fake_sqs.h"
+#include "support/fake_unit_leases.h"
+#include "support/test_env.h"
+
+namespace spotgrid::agent {
+namespace {
+
+using spotgrid::testing::FakeClock;
+using spotgrid::testing::FakeS3;
+using spotgrid::testing::FakeSqs;
+using spotgrid::testing::FakeUnitLeases;
+using spotgrid::testing::MakeTempDir;
+using spotgrid::testing::WaitUntil;
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+using Op = FakeUnitLeases::Op;
+
+constexpr milliseconds kDeadline{20000};
+
+class RecordingNotifier final : public Notifier {
+ public:
+  void Ready() override { Add("READY"); }
+  void Status(const std::string& text) override { Add("STATUS=" + text); }
+  void Stopping() override { Add("STOPPING"); }
+  void Watchdog() override { Add("WATCHDOG"); }
+  std::optional<std::chrono::microseconds> WatchdogInterval() const override {
+    return watchdog_interval;
+  }
+  std::optional<std::chrono::microseconds> watchdog_interval;
+  std::vector<std::string> events() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return events_;
+  }
+  std::string last_status() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto it = events_.rbegin(); it != events_.rend(); ++it) {
+      if (it->rfind("STATUS=", 0) == 0) return it->substr(7);
+    }
+    return "";
+  }
+
+ private:
+  void Add(std::string event) {
+    std::lock_guard<std::mutex> lock(mu_);
+    events_.push_back(std::move(event));
+  }
+  mutable std::mutex mu_;
+  std::vector<std::string> events_;
+};
+
+class FakeAutoScaling final : public AutoScaling {
+ public:
+  std::vector<std::string> group_members;
+  std::vector<std::pair<std::string, bool>> terminated;
+  Result<ScalingActivity> TerminateInstanceInAutoScalingGroup(const std::string& id,
+                                                              bool decrement) override {
+    terminated.emplace_back(id, decrement);
+    return ScalingActivity{};
+  }
+  Status SetInstanceProtection(const std::string&, const std::vector<std::string>&, bool) override {
+    return Status::Ok();
+  }
+  Result<std::vector<AutoScalingInstance>> DescribeAutoScalingInstances(
+      const std::vector<std::string>& ids) override {
+    std::vector<AutoScalingInstance> out;
+    for (const std::string& id : ids) {
+      if (std::find(group_members.begin(), group_members.end(), id) != group_members.end()) {
+        AutoScalingInstance instance;
+        instance.instance_id = id;
+        instance.auto_scaling_group_name = "workers";
+        out.push_back(instance);
+      }
+    }
+    return out;
+  }
+  Status CompleteLifecycleAction(const LifecycleActionRef&, LifecycleActionResult) override {
+    return Status::Ok();
+  }
+  Status RecordLifecycleActionHeartbeat(const LifecycleActionRef&) override { return Status::Ok(); }
+};
+
+class FakeEc2 final : public Ec2 {
+ public:
+  std::vector<std::string> terminated;
+  Result<std::vector<InstanceStateChange>> TerminateInstances(
+      const std::vector<std::string>& ids) override {
+    terminated.insert(terminated.end(), ids.begin(), ids.end());
+    return std::vector<InstanceStateChange>{};
+  }
+  Status CreateTags(const std::vector<std::string>&, const std::vector<Ec2Tag>&) override {
+    return Status::Ok();
+  }
+  Result<std::vector<SpotPrice>> DescribeSpotPriceHistory(const SpotPriceQuery&) override {
+    return std::vector<SpotPrice>{};
+  }
+};
+
+std::string ReadFile(const std::filesystem::path& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+bool ProcessGone(pid_t pid) { return ::kill(pid, 0) != 0 && errno == ESRCH; }
+
+class AgentLoopTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = MakeTempDir("agent-loop");
+    queue_url_ = sqs_->AddQueue("work", 900);
+    stack_.name = "s";
+    stack_.bucket = "bucket";
+    stack_.prefix = "p";
+    stack_.queue_url = queue_url_;
+    ASSERT_TRUE(s3_->CreateBucket("bucket").ok());
+    ledger_->SetStack(stack_);
+    config_.stack = "s";
+    config_.slots = 2;
+    config_.work_dir = dir_ + "/work";
+    config_.heartbeat = seconds(30);
+    config_.lease = seconds(90);
+    config_.sync_interval = seconds(300);
+    config_.idle_shutdown = seconds(600);
+    config_.on_drain = DrainAction::kStay;
+    config_.kill_grace = seconds(5);
+    config_.poll_wait_s = 1;
+    config_.user.clear();
+    identity_.instance_id = "i-test";
+  }
+
+  void TearDown() override {
+    if (runner_.joinable()) StopAgent();
+    std::filesystem::remove_all(dir_);
+  }
+
+  void StartAgent() {
+    AgentDeps deps;
+    deps.sqs = sqs_;
+    deps.ledger = ledger_;
+    deps.s3 = s3_;
+    deps.autoscaling = autoscaling_;
+    deps.ec2 = ec2_;
+    deps.identity = identity_;
+    deps.notifier = &notifier_;
+    deps.clock = &clock_;
+    deps.poll_slice = milliseconds(20);
+    agent_ = std::make_unique<Agent>(config_, deps);
+    runner_ = std::thread([this] {
+      auto result = agent_->Run();
+      std::lock_guard<std::mutex> lock(mu_);
+      result_ = std::make_unique<Result<AgentExit>>(std::move(result));
+    });
+  }
+
+  bool AgentReturned() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return result_ != nullptr;
+  }
+
+  Result<AgentExit> JoinAgent() {
+    runner_.join();
+    std::lock_guard<std::mutex> lock(mu_);
+    return *result_;
+  }
+
+  // Stops the agent and expects it to report the stop.
+  void StopAgent() {
+    agent_->RequestStop();
+    auto exit = JoinAgent();
+    ASSERT_TRUE(exit.ok()) << exit.error().ToString();
+    EXPECT_EQ(*exit, AgentExit::kStopped);
+  }
+
+  // A job with one unit per command, each unit one row with the parameter i=<index>.
+  void AddJob(const std::string& job, const std::vector<std::string>& commands,
+              RetryRules retry = {}, std::int64_t timeout_s = 0) {
+    JobSpec spec;
+    spec.id = job;
+    spec.retry = retry;
+    spec.timeout_s = timeout_s;
+    spec.columns = {"i"};
+    ledger_->AddJob(spec);
+    for (std::size_t i = 0; i < commands.size(); ++i) {
+      UnitSpec unit;
+      unit.id = "u" + std::to_string(i);
+      unit.rows.push_back({static_cast<int>(i) + 2, commands[i], {{"i", std::to_string(i)}}});
+      ASSERT_TRUE(ledger_->AddUnit(job, unit));
+    }
+  }
+
+  std::string Send(const std::string& job, const std::string& unit) {
+    return sqs_->Send(queue_url_, EncodeUnitMessage(job, unit));
+  }
+
+  UnitState StateOf(const std::string& job, const std::string& unit) {
+    auto record = ledger_->Unit(job, unit);
+    return record ? record->state : UnitState::kQueued;
+  }
+
+  bool WaitForState(const std::string& job, const std::string& unit, UnitState state) {
+    return WaitUntil([&] { return StateOf(job, unit) == state; }, kDeadline);
+  }
+
+  bool MessageDeleted(const std::string& id) {
+    auto message = sqs_->Message(queue_url_, id);
+    return message && message->deleted;
+  }
+
+  // Waits for a command to write its pid to `file` and returns it.
+  pid_t WaitForPid(const std::string& file) {
+    pid_t pid = 0;
+    WaitUntil(
+        [&] {
+          std::string text = ReadFile(file);
+          if (text.empty() || text.back() != '\n') return false;
+          pid = static_cast<pid_t>(std::stol(text));
+          return true;
+        },
+        kDeadline);
+    return pid;
+  }
+
+  std::string Marker(const std::string& name) const { return dir_ + "/" + name; }
+
+  FakeClock clock_;
+  std::shared_ptr<FakeSqs> sqs_ = std::make_shared<FakeSqs>(clock_);
+  std::shared_ptr<FakeUnitLeases> ledger_ = std::make_shared<FakeUnitLeases>(clock_);
+  std::shared_ptr<FakeS3> s3_ = std::make_shared<FakeS3>();
+  std::shared_ptr<FakeAutoScaling> autoscaling_;
+  std::shared_ptr<FakeEc2> ec2_;
+  RecordingNotifier notifier_;
+  WorkerIdentity identity_;
+  StackInfo stack_;
+  AgentConfig config_;
+  std::string dir_, queue_url_;
+
+  std::unique_ptr<Agent> agent_;
+  std::thread runner_;
+  std::mutex mu_;
+  std::unique_ptr<Result<AgentExit>> result_;
+};
+
+TEST_F(AgentLoopTest, UnitRunsOnceSucceedsAndItsMessageIsDeleted) {
+  AddJob("j", {"echo hello; echo oops >&2; echo result > \"$SPOTGRID_OUTPUT_DIR/out.txt\"; "
+               "echo \"$SPOTGRID_JOB/$SPOTGRID_UNIT/$SPOTGRID_ATTEMPT/$SPOTGRID_ROW/$i\" >> " +
+               Marker("runs")});
+  std::string id = Send("j", "u0");
+  StartAgent();
+  ASSERT_TRUE(WaitForState("j", "u0", UnitState::kSucceeded));
+  ASSERT_TRUE(WaitUntil([&] { return MessageDeleted(id); }, kDeadline));
+
+  EXPECT_EQ(ReadFile(Marker("runs")), "j/u0/1/0/0\n");
+  auto unit = ledger_->Unit("j", "u0");
+  ASSERT_TRUE(unit);
+  EXPECT_EQ(unit->exit_code, 0);
+  EXPECT_EQ(ledger_->Calls(Op::kFinishUnit), 1);
+  EXPECT_EQ(ledger_->Counts("j").succeeded, 1);
+  EXPECT_EQ(s3_->Object("bucket", "p/j/u0/output/out.txt"), "result\n");
+  EXPECT_EQ(s3_->Object("bucket", "p/j/u0/logs/1/stdout.log"), "hello\n");
+  EXPECT_EQ(s3_->Object("bucket", "p/j/u0/logs/1/stderr.log"), "oops\n");
+  // A new attempt's log prefix is empty by construction: never listed.
+  for (const std::string& prefix : s3_->ListedPrefixes()) {
+    EXPECT_EQ(prefix.find("/logs/"), std::string::npos) << prefix;
+  }
+
+  StopAgent();
+  EXPECT_EQ(ReadFile(Marker("runs")), "j/u0/1/0/0\n");
+  EXPECT_FALSE(std::filesystem::exists(UnitDirectory(config_.work_dir, 0, "j", "u0")));
+  auto events = notifier_.events();
+  ASSERT_FALSE(events.empty());
+  EXPECT_EQ(std::count(events.begin(), events.end(), "READY"), 1);
+  EXPECT_NE(std::find(events.begin(), events.end(), "STATUS=1/2 slots busy: j/u0"), events.end());
+}
+
+TEST_F(AgentLoopTest, DuplicateDeliveryInOneReceiveRunsTheUnitOnce) {
+  AddJob("j", {"echo run >> " + Marker("runs")});
+  sqs_->DuplicateNextDelivery(queue_url_, 2);
+  std::string id = Send("j", "u0");
+  StartAgent();
+  ASSERT_TRUE(WaitForState("j", "u0", UnitState::kSucceeded));
+  ASSERT_TRUE(WaitUntil([&] { return MessageDeleted(id); }, kDeadline));
+  StopAgent();
+  EXPECT_EQ(sqs_->Message(queue_url_, id)->receive_count, 2);  // both copies arrived
+  EXPECT_EQ(ReadFile(Marker("runs")), "run\n");
+  EXPECT_EQ(ledger_->Calls(Op::kClaimUnit), 1);
+  EXPECT_EQ(ledger_->Unit("j", "u0")->attempt, 1);
+  EXPECT_EQ(ledger_->Counts("j").succeeded, 1);
+}
+
+TEST_F(AgentLoopTest, MessageOfFinishedUnitIsDeletedWithoutRunning) {
+  AddJob("j", {"echo run >> " + Marker("runs")});
+  UnitRecord unit = *ledger_->Unit("j", "u0");
+  unit.state = UnitState::kSucceeded;
+  unit.attempt = 1;
+  ledger_->SetUnit(unit);
+  std::string id = Send("j", "u0");
+  StartAgent();
+  ASSERT_TRUE(WaitUntil([&] { return MessageDeleted(id); }, kDeadline));
+  StopAgent();
+  EXPECT_FALSE(std::filesystem::exists(Marker("runs")));
+  EXPECT_EQ(ledger_->Calls(Op::kFinishUnit), 0);
+  EXPECT_EQ(ledger_->Unit("j", "u0")->attempt, 1);
+}
+
+TEST_F(AgentLoopTest, MessageOfUnitHeldElsewhereIsLeftAlone) {
+  AddJob("j", {"echo run >> " + Marker("runs")});
+  auto other = ledger_->ClaimUnit({"j", "u0", "i-other/0", seconds(90)});
+  ASSERT_TRUE(other.ok());
+  ASSERT_EQ(other->outcome, ClaimOutcome::kClaimed);
+  std::string id = Send("j", "u0");
+  StartAgent();
+  ASSERT_TRUE(WaitUntil([&] { return ledger_->Calls(Op::kClaimUnit) == 2; }, kDeadline));
+  // A few more rounds, so anything the agent would do to the message has happened.
+  int receives = sqs_->CallCount("ReceiveMessage");
+  ASSERT_TRUE(
+      WaitUntil([&] { return sqs_->CallCount("ReceiveMessage") >= receives + 3; }, kDeadline));
+  StopAgent();
+  auto message = sqs_->Message(queue_url_, id);
+  EXPECT_FALSE(message->deleted);
+  EXPECT_EQ(message->receive_count, 1);
+  EXPECT_TRUE(sqs_->VisibilityChanges().empty());
+  auto unit = ledger_->Unit("j", "u0");
+  EXPECT_EQ(unit->owner, "i-other/0");
+  EXPECT_EQ(unit->attempt, 1);
+  EXPECT_FALSE(std::filesystem::exists(Marker("runs")));
+}
+
+TEST_F(AgentLoopTest, ReceivedMessageStaysHiddenForLeaseAndOneHeartbeat) {
+  AddJob("j", {"true"});
+  auto other = ledger_->ClaimUnit({"j", "u0", "i-other/0", seconds(900)});
+  ASSERT_TRUE(other.ok());
+  std::string id = Send("j", "u0");
+  StartAgent();
+  ASSERT_TRUE(WaitUntil([&] { return ledger_->Calls(Op::kClaimUnit) == 2; }, kDeadline));
+  clock_.Advance(seconds(119));
+  EXPECT_FALSE(sqs_->Message(queue_url_, id)->visible);
+  clock_.Advance(seconds(2));  // 90 s lease + 30 s heartbeat have passed
+  ASSERT_TRUE(WaitUntil([&] { return ledger_->Calls(Op::kClaimUnit) == 3; }, kDeadline));
+  StopAgent();
+  EXPECT_EQ(sqs_->Message(queue_url_, id)->receive_count, 2);
+}
+
+TEST_F(AgentLoopTest, UnparsableMessageIsLeftForTheDeadLetterQueue) {
+  std::string id = sqs_->Send(queue_url_, "this is not a unit");
+  StartAgent();
+  ASSERT_TRUE(
+      WaitUntil([&] { return sqs_->Message(queue_url_, id)->receive_count == 1; }, kDeadline));
+  int receives = sqs_->CallCount("ReceiveMessage");
+  ASSERT_TRUE(
+      WaitUntil([&] { return sqs_->CallCount("ReceiveMessage") >= receives + 3; }, kDeadline));
+  StopAgent();
+  EXPECT_FALSE(sqs_->Message(queue_url_, id)->deleted);
+  EXPECT_TRUE(sqs_->VisibilityChanges().empty());
+  EXPECT_EQ(ledger_->Calls(Op::kClaimUnit), 0);
+  EXPECT_EQ(ledger_->Calls(Op::kGetJob), 0);
+}
+
+TEST_F(AgentLoopTest, FailingCommandIsRetriedAfterBackoffThenFailed) {
+  RetryRules retry;
+  retry.max_attempts = 2;
+  AddJob("j", {"echo attempt $SPOTGRID_ATTEMPT >&2; exit 3"}, retry);
+  std::string id = Send("j", "u0");
+  StartAgent();
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        auto unit = ledger_->Unit("j", "u0");
+        return unit && unit->state == UnitState::kQueued && unit->failures == 1;
+      },
+      kDeadline));
+  ASSERT_TRUE(WaitUntil([&] { return !sqs_->VisibilityChanges().empty(); }, kDeadline));
+  EXPECT_EQ(sqs_->VisibilityChanges().back(), std::make_pair(id, 10));
+  EXPECT_FALSE(MessageDeleted(id));
+  EXPECT_EQ(s3_->Object("bucket", "p/j/u0/logs/1/stderr.log"), "attempt 1\n");
+
+  clock_.Advance(seconds(11));  // the backoff passes: the message comes back
+  ASSERT_TRUE(WaitForState("j", "u0", UnitState::kFailed));
+  ASSERT_TRUE(WaitUntil([&] { return MessageDeleted(id); }, kDeadline));
+  StopAgent();
+  auto unit = ledger_->Unit("j", "u0");
+  EXPECT_EQ(unit->attempt, 2);
+  EXPECT_EQ(unit->exit_code, 3);
+  EXPECT_NE(unit->error.find("exit code 3"), std::string::npos) << unit->error;
+  ASSERT_EQ(unit->attempts.size(), 2u);
+  EXPECT_EQ(unit->attempts[0].reason, "failed");
+  EXPECT_EQ(unit->attempts[0].exit_code, 3);
+  EXPECT_EQ(ledger_->Counts("j").failed, 1);
+  EXPECT_EQ(s3_->Object("bucket", "p/j/u0/logs/2/stderr.log"), "attempt 2\n");
+}
+
+TEST_F(AgentLoopTest, FailCodeFailsAtOnceWithoutRetry) {
+  RetryRules retry;
+  retry.max_attempts = 3;
+  retry.fail_exit_codes = {4};
+  AddJob("j", {"exit 4"}, retry);
+  std::string id = Send("j", "u0");
+  StartAgent();
+  ASSERT_TRUE(WaitForState("j", "u0", UnitState::kFailed));
+  ASSERT_TRUE(WaitUntil([&] { return MessageDeleted(id); }, kDeadline));
+  StopAgent();
+  EXPECT_EQ(ledger_->Unit("j", "u0")->attempt, 1);
+  EXPECT_EQ(ledger_->Unit("j", "u0")->exit_code, 4);
+}
+
+TEST_F(AgentLoopTest, RestartedAttemptFindsItsCheckpoint) {
+  RetryRules retry;
+  retry.max_attempts = 2;
+  AddJob("j",
+         {"if [ -f \"$SPOTGRID_CHECKPOINT_DIR/state\" ]; then "
+          "cp \"$SPOTGRID_CHECKPOINT_DIR/state\" \"$SPOTGRID_OUTPUT_DIR/resumed\"; exit 0; fi; "
+          "echo step1 > \"$SPOTGRID_CHECKPOINT_DIR/state\"; exit 1"},
+         retry);
+  Send("j", "u0");
+  StartAgent();
+  ASSERT_TRUE(WaitUntil([&] { return ledger_->Unit("j", "u0")->failures == 1; }, kDeadline));
+  ASSERT_TRUE(WaitUntil([&] { return !sqs_->VisibilityChanges().empty(); }, kDeadline));
+  EXPECT_EQ(s3_->Object("bucket", "p/j/u0/checkpoint/state"), "step1\n");
+  clock_.Advance(seconds(11));
+  ASSERT_TRUE(WaitForState("j", "u0", UnitState::kSucceeded));
+  StopAgent();
+  EXPECT_EQ(s3_->Object("bucket", "p/j/u0/output/resumed"), "step1\n");
+  EXPECT_EQ(ledger_->Unit("j", "u0")->attempt, 2);
+}
+
+TEST_F(AgentLoopTest, TimeoutKillsTheCommandAndFailsWithReasonTimeout) {
+  RetryRules retry;
+  retry.max_attempts = 1;
+  AddJob("j", {"echo $$ > " + Marker("pid") + "; exec sleep 30"}, retry, /*timeout_s=*/5);
+  std::string id = Send("j", "u0");
+  StartAgent();
+  pid_t pid = WaitForPid(Marker("pid"));
+  ASSERT_GT(pid, 0);
+  clock_.Advance(seconds(6));
+  ASSERT_TRUE(WaitForState("j", "u0", UnitState::kFailed));
+  ASSERT_TRUE(WaitUntil([&] { return MessageDeleted(id); }, kDeadline));
+  StopAgent();
+  EXPECT_TRUE(ProcessGone(pid));
+  auto unit = ledger_->Unit("j", "u0");
+  ASSERT_EQ(unit->attempts.size(), 1u);
+  EXPECT_EQ(unit->attempts[0].reason, "timeout");
+  EXPECT_FALSE(unit->exit_code.has_value());
+  EXPECT_NE(unit->error.find("timed out after 5s"), std::string::npos) << unit->error;
+}
+
+TEST_F(AgentLoopTest, CancelRequestStopsTheRunningUnit) {
+  AddJob("j", {"echo $$ > " + Marker("pid") + "; exec sleep 30"});
+  std::string id = Send("j", "u0");
+  StartAgent();
+  pid_t pid = WaitForPid(Marker("pid"));
+  ASSERT_GT(pid, 0);
+  ledger_->SetCancelRequested("j", "u0");
+  clock_.Advance(config_.heartbeat);  // the next heartbeat learns of it
+  ASSERT_TRUE(WaitForState("j", "u0", UnitState::kCancelled));
+  ASSERT_TRUE(WaitUntil([&] { return MessageDeleted(id); }, kDeadline));
+  StopAgent();
+  EXPECT_TRUE(ProcessGone(pid));
+  EXPECT_EQ(ledger_->Counts("j").cancelled, 1);
+  EXPECT_EQ(ledger_->Unit("j", "u0")->attempts.at(0).reason, "cancelled");
+}
+
+TEST_F(AgentLoopTest, LostLeaseStopsTheUnitAndWritesNothing) {
+  AddJob("j", {"echo $$ > " + Marker("pid") + "; exec sleep 30"});
+  std::string id = Send("j", "u0");
+  StartAgent();
+  pid_t pid = WaitForPid(Marker("pid"));
+  ASSERT_GT(pid, 0);
+  ASSERT_EQ(StateOf("j", "u0"), UnitState::kRunning);
+  // Another worker takes the unit over after the lease ran out.
+  ledger_->ExpireLease("j", "u0");
+  auto taken = ledger_->ClaimUnit({"j", "u0", "i-other/1", seconds(90)});
+  ASSERT_TRUE(taken.ok());
+  ASSERT_EQ(taken->outcome, ClaimOutcome::kClaimed);
+  std::size_t s3_writes = s3_->Writes().size();
+  std::size_t visibility_changes = sqs_->VisibilityChanges().size();
+
+  clock_.Advance(config_.heartbeat);
+  ASSERT_TRUE(WaitUntil([&] { return ProcessGone(pid); }, kDeadline));
+  ASSERT_TRUE(WaitUntil([&] { return notifier_.last_status() == "0/2 slots busy"; }, kDeadline));
+  StopAgent();
+  EXPECT_EQ(s3_->Writes().size(), s3_writes);
+  EXPECT_EQ(sqs_->VisibilityChanges().size(), visibility_changes);
+  EXPECT_FALSE(MessageDeleted(id));
+  EXPECT_EQ(ledger_->Calls(Op::kFinishUnit), 0);
+  EXPECT_EQ(ledger_->Calls(Op::kReleaseUnit), 0);
+  auto unit = ledger_->Unit("j", "u0");
+  EXPECT_EQ(unit->state, UnitState::kRunning);
+  EXPECT_EQ(unit->owner, "i-other/1");
+  EXPECT_EQ(unit->attempt, 2);
+}
+
+TEST_F(AgentLoopTest, StopRequestReleasesRunningUnitAsInterrupted) {
+  AddJob("j", {"echo partial > \"$SPOTGRID_OUTPUT_DIR/part\"; echo $$ > " + Marker("pid") +
+               "; exec sleep 30"});
+  std::string id = Send("j", "u0");
+  StartAgent();
+  pid_t pid = WaitForPid(Marker("pid"));
+  ASSERT_GT(pid, 0);
+  StopAgent();
+  EXPECT_TRUE(ProcessGone(pid));
+  auto unit = ledger_->Unit("j", "u0");
+  EXPECT_EQ(unit->state, UnitState::kQueued);
+  EXPECT_EQ(unit->interruptions, 1);
+  EXPECT_EQ(unit->failures, 0);
+  EXPECT_EQ(unit->attempts.at(0).reason, "interrupted");
+  EXPECT_FALSE(MessageDeleted(id));
+  ASSERT_FALSE(sqs_->VisibilityChanges().empty());
+  EXPECT_EQ(sqs_->VisibilityChanges().back(), std::make_pair(id, 0));
+  EXPECT_TRUE(sqs_->Message(queue_url_, id)->visible);
+  EXPECT_EQ(s3_->Object("bucket", "p/j/u0/output/part"), "partial\n");  // the final sync ran
+  auto worker = ledger_->Worker("i-test");
+  ASSERT_TRUE(worker);
+  EXPECT_EQ(worker->state, "ended");
+  auto events = notifier_.events();
+  EXPECT_NE(std::find(events.begin(), events.end(), "STOPPING"), events.end());
+}
+
+TEST_F(AgentLoopTest, HeartbeatExtendsMessageAndReportsProgress) {
+  AddJob("j", {"echo ' 50% ' > \"$SPOTGRID_PROGRESS_FILE\"; echo $$ > " + Marker("pid") +
+               "; exec sleep 30"});
+  std::string id = Send("j", "u0");
+  StartAgent();
+  ASSERT_GT(WaitForPid(Marker("pid")), 0);
+  clock_.Advance(config_.heartbeat);
+  ASSERT_TRUE(WaitUntil([&] { return ledger_->Unit("j", "u0")->progress == "50%"; }, kDeadline));
+  ASSERT_TRUE(WaitUntil([&] { return !sqs_->VisibilityChanges().empty(); }, kDeadline));
+  // Hidden for the lease and one heartbeat more.
+  EXPECT_EQ(sqs_->VisibilityChanges().front(), std::make_pair(id, 120));
+  StopAgent();
+}
+
+TEST_F(AgentLoopTest, PeriodicSyncUploadsOutputWhileTheCommandRuns) {
+  config_.sync_interval = seconds(60);
+  AddJob("j", {"echo early > \"$SPOTGRID_OUTPUT_DIR/early\"; echo $$ > " + Marker("pid") +
+               "; exec sleep 30"});
+  Send("j", "u0");
+  StartAgent();
+  ASSERT_GT(WaitForPid(Marker("pid")), 0);
+  EXPECT_FALSE(s3_->Object("bucket", "p/j/u0/output/early"));
+  int renewals = ledger_->Calls(Op::kRenewLease);
+  clock_.Advance(config_.sync_interval);
+  ASSERT_TRUE(WaitUntil([&] { return s3_->Object("bucket", "p/j/u0/output/early").has_value(); },
+                        kDeadline));
+  EXPECT_GT(ledger_->Calls(Op::kRenewLease), renewals);  // the lease was confirmed first
+  EXPECT_EQ(StateOf("j", "u0"), UnitState::kRunning);
+  StopAgent();
+}
+
+TEST_F(AgentLoopTest, TwoSlotsRunTwoUnitsAtOnce) {
+  // Each unit waits for the other to have started: both finish only if they run together.
+  std::string a = Marker("a"), b = Marker("b");
+  AddJob("j", {"touch " + a + "; while [ ! -f " + b + " ]; do sleep 0.02; done",
+               "touch " + b + "; while [ ! -f " + a + " ]; do sleep 0.02; done"});
+  Send("j", "u0");
+  Send("j", "u1");
+  StartAgent();
+  ASSERT_TRUE(WaitForState("j", "u0", UnitState::kSucceeded));
+  ASSERT_TRUE(WaitForState("j", "u1", UnitState::kSucceeded));
+  StopAgent();
+  EXPECT_EQ(ledger_->Counts("j").succeeded, 2);
+}
+
+TEST_F(AgentLoopTest, ChunkedUnitRunsItsRowsInOrderAndStopsAtTheFirstFailure) {
+  JobSpec spec;
+  spec.id = "j";
+  spec.retry.max_attempts = 1;
+  ledger_->AddJob(spec);
+  UnitSpec unit;
+  unit.id = "u0";
+  unit.rows.push_back({2, "echo row $SPOTGRID_ROW x=$x >> " + Marker("rows"), {{"x", "a"}}});
+  unit.rows.push_back(
+      {3, "echo row $SPOTGRID_ROW x=$x >> " + Marker("rows") + "; exit 5", {{"x", "b"}}});
+  unit.rows.push_back({4, "echo never >> " + Marker("rows"), {{"x", "c"}}});
+  ASSERT_TRUE(ledger_->AddUnit("j", unit));
+  Send("j", "u0");
+  StartAgent();
+  ASSERT_TRUE(WaitForState("j", "u0", UnitState::kFailed));
+  StopAgent();
+  EXPECT_EQ(ReadFile(Marker("rows")), "row 0 x=a\nrow 1 x=b\n");
+  EXPECT_EQ(ledger_->Unit("j", "u0")->exit_code, 5);
+}
+
+TEST_F(AgentLoopTest, WorkerItemShowsIdentityAndUnitsInHand) {
+  identity_.instance_type = "c7g.large";
+  identity_.spot = true;
+  AddJob("j", {"echo $$ > " + Marker("pid") + "; exec sleep 30"});
+  Send("j", "u0");
+  StartAgent();
+  ASSERT_GT(WaitForPid(Marker("pid")), 0);
+  clock_.Advance(config_.heartbeat);
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        auto worker = ledger_->Worker("i-test");
+        return worker && worker->units_in_hand == std::vector<std::string>{"j/u0"};
+      },
+      kDeadline));
+  auto worker = ledger_->Worker("i-test");
+  EXPECT_EQ(worker->instance_type, "c7g.large");
+  EXPECT_TRUE(worker->spot);
+  EXPECT_EQ(worker->slots, 2);
+  EXPECT_EQ(worker->heartbeat_s, 30);
+  EXPECT_EQ(worker->state, "running");
+  StopAgent();
+}
+
+TEST_F(AgentLoopTest, IdleWithEmptyQueueExitsWhenOnDrainIsExit) {
+  config_.on_drain = DrainAction::kExit;
+  config_.idle_shutdown = seconds(60);
+  StartAgent();
+  ASSERT_TRUE(WaitUntil(
+      [&] { return ledger_->Calls(Op::kPutWorker) >= 1 && sqs_->CallCount("ReceiveMessage") >= 2; },
+      kDeadline));
+  EXPECT_FALSE(AgentReturned());
+  clock_.Advance(seconds(61));
+  ASSERT_TRUE(WaitUntil([&] { return AgentReturned(); }, kDeadline));
+  auto exit = JoinAgent();
+  ASSERT_TRUE(exit.ok());
+  EXPECT_EQ(*exit, AgentExit::kDrained);
+  EXPECT_EQ(ledger_->Worker("i-test")->state, "ended");
+}
+
+TEST_F(AgentLoopTest, IdleDoesNotDrainWhileTheQueueHoldsMessages) {
+  config_.on_drain = DrainAction::kExit;
+  config_.idle_shutdown = seconds(60);
+  AddJob("j", {"true"});
+  auto other = ledger_->ClaimUnit({"j", "u0", "i-other/0", seconds(900)});
+  ASSERT_TRUE(other.ok());
+  std::string id = Send("j", "u0");  // held elsewhere: in flight after our receive
+  StartAgent();
+  ASSERT_TRUE(WaitUntil([&] { return ledger_->Calls(Op::kClaimUnit) == 2; }, kDeadline));
+  clock_.Advance(seconds(61));
+  int checks = sqs_->CallCount("GetQueueAttributes");
+  ASSERT_TRUE(
+      WaitUntil([&] { return sqs_->CallCount("GetQueueAttributes") >= checks + 2; }, kDeadline));
+  EXPECT_FALSE(AgentReturned());
+  StopAgent();
+}
+
+TEST_F(AgentLoopTest, IdleTerminatesThroughTheAutoScalingGroup) {
+  config_.on_drain = DrainAction::kTerminate;
+  config_.idle_shutdown = seconds(60);
+  identity_.on_ec2 = true;
+  autoscaling_ = std::make_shared<FakeAutoScaling>();
+  autoscaling_->group_members = {"i-test"};
+  ec2_ = std::make_shared<FakeEc2>();
+  StartAgent();
+  ASSERT_TRUE(WaitUntil([&] { return sqs_->CallCount("ReceiveMessage") >= 2; }, kDeadline));
+  clock_.Advance(seconds(61));
+  ASSERT_TRUE(WaitUntil([&] { return AgentReturned(); }, kDeadline));
+  EXPECT_EQ(*JoinAgent(), AgentExit::kTerminated);
+  EXPECT_EQ(autoscaling_->terminated,
+            (std::vector<std::pair<std::string, bool>>{{"i-test", true}}));
+  EXPECT_TRUE(ec2_->terminated.empty());
+}
+
+TEST_F(AgentLoopTest, IdleTerminatesDirectlyOutsideAnAutoScalingGroup) {
+  config_.on_drain = DrainAction::kTerminate;
+  config_.idle_shutdown = seconds(60);
+  identity_.on_ec2 = true;
+  autoscaling_ = std::make_shared<FakeAutoScaling>();
+  ec2_ = std::make_shared<FakeEc2>();
+  StartAgent();
+  ASSERT_TRUE(WaitUntil([&] { return sqs_->CallCount("ReceiveMessage") >= 2; }, kDeadline));
+  clock_.Advance(seconds(61));
+  ASSERT_TRUE(WaitUntil([&] { return AgentReturned(); }, kDeadline));
+  EXPECT_EQ(*JoinAgent(), AgentExit::kTerminated);
+  EXPECT_EQ(ec2_->terminated, std::vector<std::string>{"i-test"});
+  EXPECT_TRUE(autoscaling_->terminated.empty());
+}
+
+TEST_F(AgentLoopTest, MissingStackTableIsNamedAtStart) {
+  ledger_->SetTableMissing(true);
+  StartAgent();
+  auto exit = JoinAgent();
+  ASSERT_FALSE(exit.ok());
+  EXPECT_EQ(exit.error().message, "stack 's' does not exist (no ledger table spotgrid-s)");
+  EXPECT_EQ(sqs_->CallCount("ReceiveMessage"), 0);
+}
+
+TEST_F(AgentLoopTest, MissingStackItemIsNamedAtStart) {
+  ledger_->SetStack(std::nullopt);
+  StartAgent();
+  auto exit = JoinAgent();
+  ASSERT_FALSE(exit.ok());
+  EXPECT_EQ(exit.error().message,
+            "stack 's' does not exist (no stack item in ledger table spotgrid-s)");
+  auto events = notifier_.events();
+  EXPECT_EQ(std::find(events.begin(), events.end(), "READY"), events.end());
+}
+
+TEST_F(AgentLoopTest, SucceededCommandWhoseOutputsCannotReachS3IsReleasedUncounted) {
+  AddJob("j", {"echo data > \"$SPOTGRID_OUTPUT_DIR/out\""});
+  s3_->FailWrites(true);
+  std::string id = Send("j", "u0");
+  StartAgent();
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        auto unit = ledger_->Unit("j", "u0");
+        return unit && unit->state == UnitState::kQueued && unit->interruptions == 1;
+      },
+      kDeadline));
+  ASSERT_TRUE(WaitUntil([&] { return !sqs_->VisibilityChanges().empty(); }, kDeadline));
+  StopAgent();
+  auto unit = ledger_->Unit("j", "u0");
+  EXPECT_EQ(unit->failures, 0);
+  EXPECT_EQ(unit->attempts.at(0).reason, "interrupted");
+  EXPECT_NE(unit->attempts.at(0).error.find("final sync failed"), std::string::npos);
+  EXPECT_EQ(sqs_->VisibilityChanges().back(), std::make_pair(id, 10));
+  EXPECT_EQ(ledger_->Calls(Op::kFinishUnit), 0);
+}
+
+TEST_F(AgentLoopTest, UnreachableLedgerAtTheEndWritesNothingAndLeavesTheMessage) {
+  AddJob("j", {"echo data > \"$SPOTGRID_OUTPUT_DIR/out\""});
+  Error outage;
+  outage.category = ErrorCategory::kTransient;
+  outage.service = "DynamoDB";
+  outage.message = "injected outage";
+  ledger_->FailNext(Op::kRenewLease, outage, 3);
+  std::string id = Send("j", "u0");
+  StartAgent();
+  ASSERT_TRUE(WaitUntil([&] { return ledger_->Calls(Op::kRenewLease) == 3; }, kDeadline));
+  ASSERT_TRUE(WaitUntil([&] { return notifier_.last_status() == "0/2 slots busy"; }, kDeadline));
+  StopAgent();
+  EXPECT_TRUE(s3_->Writes().empty());
+  EXPECT_TRUE(sqs_->VisibilityChanges().empty());
+  EXPECT_FALSE(MessageDeleted(id));
+  EXPECT_EQ(ledger_->Calls(Op::kFinishUnit), 0);
+  EXPECT_EQ(ledger_->Calls(Op::kReleaseUnit), 0);
+  EXPECT_EQ(StateOf("j", "u0"), UnitState::kRunning);  // until its lease runs out
+}
+
+TEST_F(AgentLoopTest, WatchdogIsPingedWhenSystemdAsksForIt) {
+  notifier_.watchdog_interval = std::chrono::microseconds(10);
+  StartAgent();
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        auto events = notifier_.events();
+        return std::count(events.begin(), events.end(), "WATCHDOG") >= 3;
+      },
+      kDeadline));
+  StopAgent();
+}
+
+TEST_F(AgentLoopTest, StopIsNoticedWhileAllSlotsAreBusy) {
+  config_.slots = 1;
+  AddJob("j", {"echo $$ > " + Marker("pid") + "; exec sleep 30"});
+  Send("j", "u0");
+  StartAgent();
+  pid_t pid = WaitForPid(Marker("pid"));
+  ASSERT_GT(pid, 0);
+  StopAgent();  // the main loop waits for a free slot, not on the queue
+  EXPECT_TRUE(ProcessGone(pid));
+  EXPECT_EQ(StateOf("j", "u0"), UnitState::kQueued);
+}
+
+}  // namespace
+}  // namespace spotgrid::agent
