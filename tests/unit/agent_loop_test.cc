@@ -729,7 +729,10 @@ TEST_F(AgentLoopTest, SucceededCommandWhoseOutputsCannotReachS3IsReleasedUncount
 }
 
 TEST_F(AgentLoopTest, UnreachableLedgerAtTheEndWritesNothingAndLeavesTheMessage) {
-  AddJob("j", {"echo data > \"$SPOTGRID_OUTPUT_DIR/out\""});
+  // The command ends only once the claim is more than half a heartbeat old, so the lease must
+  // be confirmed again before the final writes.
+  AddJob("j", {"echo $$ > " + Marker("pid") + "; while [ ! -e " + Marker("go") +
+               " ]; do sleep 0.01; done; echo data > \"$SPOTGRID_OUTPUT_DIR/out\""});
   Error outage;
   outage.category = ErrorCategory::kTransient;
   outage.service = "DynamoDB";
@@ -737,6 +740,9 @@ TEST_F(AgentLoopTest, UnreachableLedgerAtTheEndWritesNothingAndLeavesTheMessage)
   ledger_->FailNext(Op::kRenewLease, outage, 3);
   std::string id = Send("j", "u0");
   StartAgent();
+  ASSERT_GT(WaitForPid(Marker("pid")), 0);
+  clock_.Advance(config_.heartbeat * 2 / 3);  // past half a heartbeat, before the next one
+  std::ofstream(Marker("go")).close();
   ASSERT_TRUE(WaitUntil([&] { return ledger_->Calls(Op::kRenewLease) == 3; }, kDeadline));
   ASSERT_TRUE(WaitUntil([&] { return notifier_.last_status() == "0/2 slots busy"; }, kDeadline));
   StopAgent();
@@ -746,6 +752,20 @@ TEST_F(AgentLoopTest, UnreachableLedgerAtTheEndWritesNothingAndLeavesTheMessage)
   EXPECT_EQ(ledger_->Calls(Op::kFinishUnit), 0);
   EXPECT_EQ(ledger_->Calls(Op::kReleaseUnit), 0);
   EXPECT_EQ(StateOf("j", "u0"), UnitState::kRunning);  // until its lease runs out
+}
+
+// The claim itself confirms the lease: a unit that ends moments after it needs no RenewLease
+// before its final writes (one ledger write less per short unit).
+TEST_F(AgentLoopTest, ShortUnitIsFinishedWithoutRenewingItsFreshLease) {
+  AddJob("j", {"echo data > \"$SPOTGRID_OUTPUT_DIR/out\""});
+  std::string id = Send("j", "u0");
+  StartAgent();
+  ASSERT_TRUE(WaitForState("j", "u0", UnitState::kSucceeded));
+  ASSERT_TRUE(WaitUntil([&] { return MessageDeleted(id); }, kDeadline));
+  StopAgent();
+  EXPECT_EQ(ledger_->Calls(Op::kRenewLease), 0);
+  EXPECT_EQ(ledger_->Calls(Op::kFinishUnit), 1);
+  EXPECT_FALSE(s3_->Writes().empty());
 }
 
 TEST_F(AgentLoopTest, WatchdogIsPingedWhenSystemdAsksForIt) {

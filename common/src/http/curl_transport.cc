@@ -1,7 +1,6 @@
 #include "spotgrid/http/curl_transport.h"
 
 #include <curl/curl.h>
-#include <poll.h>
 
 #include <algorithm>
 #include <array>
@@ -23,99 +22,11 @@ void GlobalInitOnce() {
   std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
 }
 
-// One pooled handle: an easy handle and the multi handle that runs its transfers (and keeps
-// its cache of live connections). Transfers are driven with curl_multi_socket_action over our
-// own poll(): curl then learns from us which socket is ready instead of polling it again
-// itself, two poll() calls per request fewer than curl_easy_perform makes.
-struct CurlHandle {
-  CURL* easy = nullptr;
-  CURLM* multi = nullptr;
-  struct Watch {
-    curl_socket_t fd;
-    int what;  // CURL_POLL_IN / _OUT / _INOUT
-  };
-  std::vector<Watch> watches;  // the sockets curl wants watched, kept by SocketCallback
-
-  ~CurlHandle() {
-    if (easy != nullptr) curl_easy_cleanup(easy);
-    if (multi != nullptr) curl_multi_cleanup(multi);
-  }
-
-  static int SocketCallback(CURL*, curl_socket_t fd, int what, void* userp, void*) {
-    auto& watches = static_cast<CurlHandle*>(userp)->watches;
-    auto it =
-        std::find_if(watches.begin(), watches.end(), [fd](const Watch& w) { return w.fd == fd; });
-    if (what == CURL_POLL_REMOVE) {
-      if (it != watches.end()) watches.erase(it);
-    } else if (it != watches.end()) {
-      it->what = what;
-    } else {
-      watches.push_back({fd, what});
-    }
-    return 0;
-  }
-
-  static std::unique_ptr<CurlHandle> Create(long max_connections) {
-    auto handle = std::make_unique<CurlHandle>();
-    handle->easy = curl_easy_init();
-    handle->multi = curl_multi_init();
-    if (handle->easy == nullptr || handle->multi == nullptr) return nullptr;
-    curl_multi_setopt(handle->multi, CURLMOPT_SOCKETFUNCTION, &CurlHandle::SocketCallback);
-    curl_multi_setopt(handle->multi, CURLMOPT_SOCKETDATA, handle.get());
-    // The connection cache is the multi handle's.
-    curl_multi_setopt(handle->multi, CURLMOPT_MAXCONNECTS, max_connections);
-    return handle;
-  }
-
-  // curl_easy_perform's equivalent.
-  CURLcode Perform() {
-    if (curl_multi_add_handle(multi, easy) != CURLM_OK) return CURLE_FAILED_INIT;
-    int running = 0;
-    CURLMcode mc = curl_multi_socket_action(multi, CURL_SOCKET_TIMEOUT, 0, &running);
-    std::vector<pollfd> fds;
-    while (mc == CURLM_OK && running > 0) {
-      long timeout_ms = -1;
-      curl_multi_timeout(multi, &timeout_ms);
-      // As curl_easy_perform: wait at most a second, also when curl names no deadline.
-      if (timeout_ms < 0 || timeout_ms > 1000) timeout_ms = 1000;
-      fds.clear();
-      for (const Watch& w : watches) {
-        short events = 0;
-        if (w.what & CURL_POLL_IN) events |= POLLIN;
-        if (w.what & CURL_POLL_OUT) events |= POLLOUT;
-        fds.push_back(pollfd{w.fd, events, 0});
-      }
-      int ready = poll(fds.data(), fds.size(), static_cast<int>(timeout_ms));
-      if (ready < 0) {
-        if (errno == EINTR) continue;
-        break;
-      }
-      if (ready == 0) {
-        mc = curl_multi_socket_action(multi, CURL_SOCKET_TIMEOUT, 0, &running);
-        continue;
-      }
-      for (const pollfd& fd : fds) {
-        if (fd.revents == 0 || mc != CURLM_OK) continue;
-        int ev = 0;
-        if (fd.revents & (POLLIN | POLLPRI | POLLHUP)) ev |= CURL_CSELECT_IN;
-        if (fd.revents & POLLOUT) ev |= CURL_CSELECT_OUT;
-        if (fd.revents & (POLLERR | POLLNVAL)) ev |= CURL_CSELECT_ERR;
-        mc = curl_multi_socket_action(multi, fd.fd, ev, &running);
-      }
-    }
-    CURLcode result = mc == CURLM_OUT_OF_MEMORY ? CURLE_OUT_OF_MEMORY : CURLE_RECV_ERROR;
-    if (mc == CURLM_OK && running == 0) {
-      int left = 0;
-      while (CURLMsg* msg = curl_multi_info_read(multi, &left)) {
-        if (msg->msg == CURLMSG_DONE && msg->easy_handle == easy) result = msg->data.result;
-      }
-    }
-    curl_multi_remove_handle(multi, easy);
-    watches.clear();
-    return result;
-  }
+// Closes an easy handle; the RAII holder for one handle (libcpr style).
+struct EasyDeleter {
+  void operator()(CURL* handle) const { curl_easy_cleanup(handle); }
 };
-using EasyHandle = std::unique_ptr<CurlHandle>;
+using EasyHandle = std::unique_ptr<CURL, EasyDeleter>;
 
 // The header lines for CURLOPT_HTTPHEADER, all in one buffer: curl only reads the list, so
 // its nodes need not come from curl_slist_append (two allocations per line, and as many frees).
@@ -331,7 +242,7 @@ struct CurlTransport::Impl {
         return h;
       }
     }
-    return CurlHandle::Create(options.max_connections_per_handle);
+    return EasyHandle(curl_easy_init());
   }
 
   void Return(EasyHandle handle) {
@@ -362,9 +273,8 @@ Result<HttpResponse> CurlTransport::Send(const HttpRequest& request) {
   EasyHandle easy = impl_->Borrow();
   if (!easy)
     return TransportError(ErrorCategory::kTransient, "TransportError", "curl_easy_init failed");
-  CURL* h = easy->easy;
-  // Reset clears the settings only; the live connections stay in the multi handle's cache and
-  // DNS and TLS sessions in the share: that is the reuse.
+  CURL* h = easy.get();
+  // Reset keeps the handle's live connections, DNS and TLS session caches: that is the reuse.
   curl_easy_reset(h);
 
   HttpResponse response;
@@ -485,7 +395,7 @@ Result<HttpResponse> CurlTransport::Send(const HttpRequest& request) {
   curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, &WriteCallback);
   curl_easy_setopt(h, CURLOPT_WRITEDATA, &t);
 
-  CURLcode rc = easy->Perform();
+  CURLcode rc = curl_easy_perform(h);
 
   long connects = 0;
   curl_easy_getinfo(h, CURLINFO_NUM_CONNECTS, &connects);

@@ -1,8 +1,8 @@
 // HttpTransport on libcurl.
 //
-// Connections are reused: a Send() borrows a curl handle (an easy handle and the multi handle
-// that runs it and caches its live connections) from the transport's free list and returns it
-// afterwards, so the cache stays warm for the next call (most recently used handle first). All handles share one DNS cache and one TLS-session
+// Connections are reused: a Send() borrows a curl easy handle from the transport's free list
+// and returns it afterwards, so the handle's cache of live connections stays warm for the next
+// call (most recently used handle first). All handles share one DNS cache and one TLS-session
 // cache. TLS verification is always on; there is deliberately no switch to turn it off.
 // Request bodies stream from memory or a FileRange with a known Content-Length (never
 // chunked); a 2xx body can stream to a file. libcurl is initialised once per process, and
