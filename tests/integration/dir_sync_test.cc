@@ -510,11 +510,6 @@ class MemoryS3 final : public S3 {
     }
     return page;
   }
-  Result<ListObjectsResult> ListObjects(const std::string& bucket,
-                                        const ListObjectsOptions& options) override {
-    auto page = ListObjectsV2Page(bucket, options, "");
-    return ListObjectsResult{page->objects, {}};
-  }
   Result<DeleteObjectsResult> DeleteObjects(const std::string&,
                                             const std::vector<std::string>& keys) override {
     std::lock_guard<std::mutex> lock(mu_);

@@ -232,24 +232,6 @@ Result<ListObjectsPage> FakeS3::ListObjectsV2Page(const std::string& bucket,
   return page;
 }
 
-Result<ListObjectsResult> FakeS3::ListObjects(const std::string& bucket,
-                                              const ListObjectsOptions& options) {
-  ListObjectsResult result;
-  std::string token;
-  while (true) {
-    auto page = ListObjectsV2Page(bucket, options, token);
-    if (!page.ok()) return page.error();
-    for (auto& object : page->objects) result.objects.push_back(std::move(object));
-    for (auto& prefix : page->common_prefixes) {
-      if (result.common_prefixes.empty() || result.common_prefixes.back() != prefix) {
-        result.common_prefixes.push_back(prefix);
-      }
-    }
-    if (!page->is_truncated) return result;
-    token = page->next_continuation_token;
-  }
-}
-
 Result<DeleteObjectsResult> FakeS3::DeleteObjects(const std::string& bucket,
                                                   const std::vector<std::string>& keys) {
   std::lock_guard<std::mutex> lock(mu_);

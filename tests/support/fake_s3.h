@@ -58,8 +58,6 @@ class FakeS3 final : public S3 {
   Result<ListObjectsPage> ListObjectsV2Page(const std::string& bucket,
                                             const ListObjectsOptions& options,
                                             const std::string& continuation_token) override;
-  Result<ListObjectsResult> ListObjects(const std::string& bucket,
-                                        const ListObjectsOptions& options = {}) override;
   Result<DeleteObjectsResult> DeleteObjects(const std::string& bucket,
                                             const std::vector<std::string>& keys) override;
   Status DeleteObject(const std::string& bucket, const std::string& key) override;

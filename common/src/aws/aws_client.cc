@@ -17,38 +17,67 @@ namespace spotgrid {
 namespace {
 
 // RFC 1123 date as in the HTTP Date header: "Sun, 06 Nov 1994 08:49:37 GMT". Parsed by hand
-// because strptime's %a/%b depend on the locale.
+// (it is read on every response): strptime's %a/%b depend on the locale, and sscanf plus timegm
+// cost more than the rest of the response handling around them. Accepts what
+// `sscanf(" %d %3s %d %d:%d:%d %3s")` after the comma accepted before.
 std::optional<Clock::WallTime> ParseHttpDate(std::string_view value) {
-  static constexpr const char* kMonths[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                            "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-  std::string text(TrimView(value));
-  auto comma = text.find(',');
-  if (comma == std::string::npos) return std::nullopt;
+  static constexpr std::string_view kMonths[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                                 "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+  const std::string_view text = TrimView(value);
+  std::size_t pos = text.find(',');
+  if (pos == std::string_view::npos) return std::nullopt;
+  ++pos;
+  auto skip_spaces = [&] {
+    while (pos < text.size() && IsAsciiSpace(text[pos])) ++pos;
+  };
+  // A run of 1 to 4 digits (no field of the date needs more).
+  auto number = [&](int& out) {
+    const std::size_t begin = pos;
+    out = 0;
+    while (pos < text.size() && pos - begin < 4 && text[pos] >= '0' && text[pos] <= '9') {
+      out = out * 10 + (text[pos] - '0');
+      ++pos;
+    }
+    return pos > begin;
+  };
+  auto literal = [&](char c) {
+    if (pos >= text.size() || text[pos] != c) return false;
+    ++pos;
+    return true;
+  };
+  auto word = [&](std::string_view& out) {
+    const std::size_t begin = pos;
+    while (pos < text.size() && pos - begin < 3 && !IsAsciiSpace(text[pos])) ++pos;
+    out = text.substr(begin, pos - begin);
+    return !out.empty();
+  };
   int day = 0, year = 0, hour = 0, minute = 0, second = 0;
-  char month[4] = {0};
-  char zone[4] = {0};
-  if (std::sscanf(text.c_str() + comma + 1, " %d %3s %d %d:%d:%d %3s", &day, month, &year, &hour,
-                  &minute, &second, zone) != 7) {
+  std::string_view month, zone;
+  skip_spaces();
+  if (!number(day)) return std::nullopt;
+  skip_spaces();
+  if (!word(month)) return std::nullopt;
+  skip_spaces();
+  if (!number(year)) return std::nullopt;
+  skip_spaces();
+  if (!number(hour) || !literal(':') || !number(minute) || !literal(':') || !number(second)) {
     return std::nullopt;
   }
-  if (std::strcmp(zone, "GMT") != 0 && std::strcmp(zone, "UTC") != 0) return std::nullopt;
+  skip_spaces();
+  if (!word(zone) || (zone != "GMT" && zone != "UTC")) return std::nullopt;
   int mon = -1;
   for (int i = 0; i < 12; ++i) {
-    if (std::strcmp(month, kMonths[i]) == 0) mon = i;
+    if (month == kMonths[i]) mon = i;
   }
   if (mon < 0 || day < 1 || day > 31 || year < 1970 || hour > 23 || minute > 59 || second > 60) {
     return std::nullopt;
   }
-  std::tm tm{};
-  tm.tm_year = year - 1900;
-  tm.tm_mon = mon;
-  tm.tm_mday = day;
-  tm.tm_hour = hour;
-  tm.tm_min = minute;
-  tm.tm_sec = second;
-  time_t t = timegm(&tm);
-  if (t == static_cast<time_t>(-1)) return std::nullopt;
-  return Clock::WallTime(std::chrono::seconds(t));
+  // Out-of-range days (31 Feb) roll over into the next month, as timegm did.
+  const std::chrono::sys_days date =
+      std::chrono::sys_days(std::chrono::year(year) / std::chrono::month(mon + 1) / 1) +
+      std::chrono::days(day - 1);
+  return Clock::WallTime(date + std::chrono::hours(hour) + std::chrono::minutes(minute) +
+                         std::chrono::seconds(second));
 }
 
 const char* StatusCodeName(int status) {

@@ -9,6 +9,7 @@
 #include <array>
 #include <cstdio>
 #include <memory>
+#include <mutex>
 #include <utility>
 #include <vector>
 
@@ -160,24 +161,50 @@ std::string CanonicalQuery(std::string_view query) {
   return out;
 }
 
-// The derived key depends only on (secret, day, region, service), so one entry per thread saves
-// four HMACs on every request of the day. Thread-local: no lock, no sharing of secrets between
-// threads.
+// The derived key depends only on (secret, day, region, service), so caching it saves four HMACs
+// on nearly every request. One process-wide entry per (region, service), replaced when the day or
+// the secret changes: a rotated secret stays in memory only until that scope signs again, and
+// the table stays as small as the set of services this process talks to. A thread-local cache
+// would miss once per thread and service, and a single entry thrashes when requests alternate
+// between services (an enqueue interleaves SQS and DynamoDB).
 std::string SigningKey(const std::string& secret, std::string_view day, const std::string& region,
                        const std::string& service) {
   struct Entry {
-    std::string secret, day, region, service, key;
+    std::string region, service, secret, day, key;
   };
-  thread_local Entry cache;
-  if (!cache.key.empty() && cache.day == day && cache.region == region &&
-      cache.service == service && cache.secret == secret) {
-    return cache.key;
+  struct Cache {
+    std::mutex mutex;
+    std::vector<Entry> entries;  // a handful: a linear scan beats hashing
+  };
+  // Never destroyed: a detached thread may still sign while static destructors run.
+  static Cache* const shared = new Cache;
+  std::mutex& mutex = shared->mutex;
+  std::vector<Entry>& cache = shared->entries;
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    for (const Entry& e : cache) {
+      if (e.region == region && e.service == service) {
+        if (e.day == day && e.secret == secret) return e.key;
+        break;
+      }
+    }
   }
+  // Derived outside the lock: concurrent misses for one scope compute the same key.
   std::string key = HmacSha256("AWS4" + secret, day);
   key = HmacSha256(key, region);
   key = HmacSha256(key, service);
   key = HmacSha256(key, "aws4_request");
-  cache = Entry{secret, std::string(day), region, service, key};
+  std::lock_guard<std::mutex> lock(mutex);
+  auto it = std::find_if(cache.begin(), cache.end(), [&](const Entry& e) {
+    return e.region == region && e.service == service;
+  });
+  if (it == cache.end()) {
+    cache.push_back(Entry{region, service, secret, std::string(day), key});
+  } else {
+    it->secret = secret;
+    it->day = std::string(day);
+    it->key = key;
+  }
   return key;
 }
 

@@ -238,10 +238,7 @@ bool AppendS(std::string& out, std::string_view name,
   out += name;
   out += "\":{\"S\":\"";
   for (std::string_view part : parts) {
-    const std::size_t at = out.size();
-    if (!json_writer::AppendString(out, part)) return false;
-    out.pop_back();    // its closing quote
-    out.erase(at, 1);  // its opening quote
+    if (!json_writer::AppendStringContents(out, part)) return false;
   }
   out += "\"}";
   return true;

@@ -13,11 +13,11 @@
 
 namespace spotgrid::json_writer {
 
-// Appends `s` as a quoted JSON string. Returns false (leaving `out` partly written) when `s` is
-// not valid UTF-8, which no JSON service accepts.
-inline bool AppendString(std::string& out, std::string_view s) {
+// Appends `s` escaped for the inside of a JSON string, without the quotes (for callers that
+// join several pieces into one string value). Returns false (leaving `out` partly written) when
+// `s` is not valid UTF-8, which no JSON service accepts.
+inline bool AppendStringContents(std::string& out, std::string_view s) {
   static constexpr char kHex[] = "0123456789abcdef";
-  out.push_back('"');
   std::size_t i = 0;
   const std::size_t n = s.size();
   while (i < n) {
@@ -91,6 +91,14 @@ inline bool AppendString(std::string& out, std::string_view s) {
     }
     ++i;
   }
+  return true;
+}
+
+// Appends `s` as a quoted JSON string. Returns false (leaving `out` partly written) when `s` is
+// not valid UTF-8.
+inline bool AppendString(std::string& out, std::string_view s) {
+  out.push_back('"');
+  if (!AppendStringContents(out, s)) return false;
   out.push_back('"');
   return true;
 }

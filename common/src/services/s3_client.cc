@@ -434,8 +434,8 @@ Result<ListObjectsPage> S3Client::ListObjectsV2Page(const std::string& bucket,
   return page;
 }
 
-Result<ListObjectsResult> S3Client::ListObjects(const std::string& bucket,
-                                                const ListObjectsOptions& options) {
+Result<ListObjectsResult> S3::ListObjects(const std::string& bucket,
+                                          const ListObjectsOptions& options) {
   ListObjectsResult result;
   std::string token;
   while (true) {

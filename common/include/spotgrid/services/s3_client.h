@@ -171,9 +171,10 @@ class S3 {
   virtual Result<ListObjectsPage> ListObjectsV2Page(const std::string& bucket,
                                                     const ListObjectsOptions& options,
                                                     const std::string& continuation_token) = 0;
-  // Follows continuation tokens until the listing is complete.
-  virtual Result<ListObjectsResult> ListObjects(const std::string& bucket,
-                                                const ListObjectsOptions& options = {}) = 0;
+  // Follows continuation tokens (through ListObjectsV2Page) until the listing is complete;
+  // a token that does not advance is an error rather than an endless loop.
+  Result<ListObjectsResult> ListObjects(const std::string& bucket,
+                                        const ListObjectsOptions& options = {});
 
   // Any number of keys (split into requests of 1,000). Missing keys count as
   // deleted.
@@ -229,8 +230,6 @@ class S3Client final : public S3 {
   Result<ListObjectsPage> ListObjectsV2Page(const std::string& bucket,
                                             const ListObjectsOptions& options,
                                             const std::string& continuation_token) override;
-  Result<ListObjectsResult> ListObjects(const std::string& bucket,
-                                        const ListObjectsOptions& options = {}) override;
   Result<DeleteObjectsResult> DeleteObjects(const std::string& bucket,
                                             const std::vector<std::string>& keys) override;
   Status DeleteObject(const std::string& bucket, const std::string& key) override;
