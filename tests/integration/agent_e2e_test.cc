@@ -267,7 +267,9 @@ TEST_F(AgentE2ETest, KilledAgentsUnitIsFinishedByAnotherAfterTheLeaseExpiresAndC
   stack_.Init();
   ASSERT_FALSE(HasFatalFailure());
   stack_.Enqueue("lost", "id\nu1\n",
-                 "sleep 3; echo \"finished by attempt $SPOTGRID_ATTEMPT\" > "
+                 // Attempt 1 runs until it is killed, so the kill always lands mid-unit.
+                 "if [ \"$SPOTGRID_ATTEMPT\" = 1 ]; then exec sleep 1000; fi; "
+                 "echo \"finished by attempt $SPOTGRID_ATTEMPT\" > "
                  "\"$SPOTGRID_OUTPUT_DIR/result.txt\"");
   ASSERT_FALSE(HasFatalFailure());
   AgentProcess* started_a = StartAgent(1, "a");

@@ -79,20 +79,12 @@ inline Ran RunProgram(const std::vector<std::string>& argv,
     return ran;
   }
   int status = 0;
-  const auto until = std::chrono::steady_clock::now() + deadline;
-  bool exited = false;
-  while (!exited) {
-    const pid_t done = ::waitpid(pid, &status, WNOHANG);
-    if (done == pid) {
-      exited = true;
-    } else if (std::chrono::steady_clock::now() > until) {
-      ::kill(-pid, SIGKILL);
-      ::waitpid(pid, &status, 0);
-      ADD_FAILURE() << argv[0] << " did not finish within " << deadline.count() << " s";
-      break;
-    } else {
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));  // reaping poll, not a sync
-    }
+  const bool exited = WaitUntil([&] { return ::waitpid(pid, &status, WNOHANG) == pid; },
+                                deadline, std::chrono::milliseconds(5));
+  if (!exited) {
+    ::kill(-pid, SIGKILL);
+    ::waitpid(pid, &status, 0);
+    ADD_FAILURE() << argv[0] << " did not finish within " << deadline.count() << " s";
   }
   if (exited && WIFEXITED(status)) ran.code = WEXITSTATUS(status);
   ran.out = ReadWholeFile(out_path);

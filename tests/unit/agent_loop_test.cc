@@ -3,8 +3,10 @@
 // backoff, idle shutdown) runs on a FakeClock the test moves; processes run in real time.
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/stat.h>
 
 #include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -566,10 +568,11 @@ TEST_F(AgentLoopTest, PeriodicSyncUploadsOutputWhileTheCommandRuns) {
 }
 
 TEST_F(AgentLoopTest, TwoSlotsRunTwoUnitsAtOnce) {
-  // Each unit waits for the other to have started: both finish only if they run together.
-  std::string a = Marker("a"), b = Marker("b");
-  AddJob("j", {"touch " + a + "; while [ ! -f " + b + " ]; do sleep 0.02; done",
-               "touch " + b + "; while [ ! -f " + a + " ]; do sleep 0.02; done"});
+  // A FIFO opens only when both ends are open at once, so each unit blocks until the other
+  // has started: both finish only if they run together.
+  const std::string fifo = Marker("rendezvous");
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0) << std::strerror(errno);
+  AddJob("j", {"echo go > " + fifo, "read line < " + fifo});
   Send("j", "u0");
   Send("j", "u1");
   StartAgent();
