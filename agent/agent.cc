@@ -20,6 +20,8 @@
 #include <utility>
 #include <vector>
 
+#include "agent/interruption_watch.h"
+#include "agent/scale_in_protection.h"
 #include "agent/unit_runner.h"
 #include "spotgrid/aws/aws_client.h"
 #include "spotgrid/core/environment.h"
@@ -40,6 +42,9 @@ using std::chrono::seconds;
 constexpr seconds kHungStep{300};
 constexpr milliseconds kTickerCap{1000};
 constexpr seconds kReceiveBackoffFirst{1}, kReceiveBackoffCap{30};
+// How often a lifecycle action is heartbeated while its drain runs: well inside the shortest
+// heartbeat timeout a hook can have (30 s).
+constexpr seconds kLifecycleHeartbeat{30};
 
 const std::vector<std::string> kQueueDepthAttributes = {"ApproximateNumberOfMessages",
                                                         "ApproximateNumberOfMessagesNotVisible",
@@ -77,8 +82,22 @@ struct Agent::Impl {
 
   AgentConfig config;
   AgentDeps deps;
+  // Raised when a drain starts: the main loop ends, every slot drains its unit.
   StopSource stop;
-  std::atomic<bool> stop_requested{false};
+  // Raised when no message may be taken any more (a drain, or a rebalance recommendation
+  // under stop-taking): aborts the long poll in flight.
+  StopSource intake_stop;
+  DrainPlan drain;
+  std::atomic<bool> taking_paused{false};  // rebalance stop-taking: no new messages
+
+  // Auto Scaling (set in Run before any thread starts): the group, "" when not in one.
+  std::string group;
+  std::unique_ptr<ScaleInProtection> protection;  // null outside a group
+  std::unique_ptr<InterruptionWatch> watch;       // null off EC2 or without IMDS
+  // A lifecycle transition to Terminated started or joined the drain: its action is
+  // heartbeated while the drain runs and completed after it.
+  std::atomic<bool> lifecycle_drain{false};
+  std::atomic<std::int64_t> next_lifecycle_heartbeat_ns{0};  // monotonic
 
   StackInfo stack;
   UnitRunnerSettings runner_settings;
@@ -101,7 +120,8 @@ struct Agent::Impl {
   StopSource ticker_stop;
   std::atomic<std::int64_t> step_started_ns{0};  // monotonic, 0 = no blocking step under way
 
-  Impl(AgentConfig c, AgentDeps d) : config(std::move(c)), deps(std::move(d)) {
+  Impl(AgentConfig c, AgentDeps d)
+      : config(std::move(c)), deps(std::move(d)), drain(config.upload_reserve) {
     slots.resize(static_cast<std::size_t>(std::max(config.slots, 1)));
   }
 
@@ -207,6 +227,10 @@ struct Agent::Impl {
         PutWorker();
         next_worker = now + config.heartbeat;
       }
+      if (lifecycle_drain && CanAnswerLifecycle() &&
+          now.time_since_epoch().count() >= next_lifecycle_heartbeat_ns.load()) {
+        LifecycleHeartbeat();
+      }
     }
   }
 
@@ -260,7 +284,7 @@ struct Agent::Impl {
   }
 
   void StartSlot(int slot, UnitAssignment assignment) {
-    UnitRunnerDeps runner_deps{deps.sqs, deps.ledger, deps.s3, deps.clock};
+    UnitRunnerDeps runner_deps{deps.sqs, deps.ledger, deps.s3, deps.clock, &drain};
     std::lock_guard<std::mutex> lock(mu);
     // Created under the lock, so the thread's SlotDone cannot run before `thread` is set.
     slots[slot].thread = std::thread([this, slot, runner_deps = std::move(runner_deps),
@@ -289,6 +313,7 @@ struct Agent::Impl {
     }
     slot_freed.notify_all();
     UpdateStatus();
+    if (protection) protection->Release();
   }
 
   void JoinAllSlots() {
@@ -348,7 +373,7 @@ struct Agent::Impl {
                       unit_id);
         continue;
       }
-      if (stop.Requested()) {
+      if (intake_stop.Requested()) {
         unclaimed.push_back(message);
         continue;
       }
@@ -390,9 +415,13 @@ struct Agent::Impl {
           if (claim->took_over) {
             Logger().info("took over {}/{} from an expired lease", job_id, unit_id);
           }
+          // Counted in hand before the slot can end it; the call goes out after the unit
+          // has started, so it never delays the unit.
+          if (protection) protection->Hold();
           StartSlot(slot, std::move(assignment));
           ++started;
           UpdateStatus();
+          if (protection) protection->Reconcile();
           break;
         }
         case ClaimOutcome::kFinished:
@@ -466,24 +495,15 @@ struct Agent::Impl {
   // replacement comes up) when it has one, else directly. False if it could not be asked.
   bool TerminateSelf() {
     const std::string& id = deps.identity.instance_id;
-    if (deps.autoscaling) {
-      auto described = deps.autoscaling->DescribeAutoScalingInstances({id});
-      if (!described.ok()) {
-        Logger().warn("could not look up this instance's Auto Scaling group: {}",
-                      described.error().ToString());
+    if (!group.empty()) {
+      auto terminated = deps.autoscaling->TerminateInstanceInAutoScalingGroup(id, true);
+      if (!terminated.ok()) {
+        Logger().warn("could not terminate through the Auto Scaling group: {}",
+                      terminated.error().ToString());
         return false;
       }
-      if (!described->empty()) {
-        auto terminated = deps.autoscaling->TerminateInstanceInAutoScalingGroup(id, true);
-        if (!terminated.ok()) {
-          Logger().warn("could not terminate through the Auto Scaling group: {}",
-                        terminated.error().ToString());
-          return false;
-        }
-        Logger().info("terminating {} through Auto Scaling group {}", id,
-                      (*described)[0].auto_scaling_group_name);
-        return true;
-      }
+      Logger().info("terminating {} through Auto Scaling group {}", id, group);
+      return true;
     }
     auto terminated = deps.ec2->TerminateInstances({id});
     if (!terminated.ok()) {
@@ -505,6 +525,9 @@ struct Agent::Impl {
     if (config.on_drain == DrainAction::kStay) return std::nullopt;
     if (clock().Monotonic() - *idle_since_mono < config.idle_shutdown) return std::nullopt;
     if (!QueueEmpty()) return std::nullopt;
+    // Never with a unit in hand (and so no upload unfinished): a slot ends its unit, uploads
+    // included, before it frees itself.
+    if (!NoUnitsInHand()) return std::nullopt;
     FlushIntents();
     if (config.on_drain == DrainAction::kExit) {
       Logger().info("queue empty and idle for {}s: exiting", config.idle_shutdown.count());
@@ -529,13 +552,21 @@ struct Agent::Impl {
     int failures = 0;
     while (!stop.Requested()) {
       ReapFinished();
+      if (taking_paused) {
+        // Rebalance stop-taking: the running units end by themselves; a drain (a notice, a
+        // signal) ends the wait.
+        stop.WaitFor(kTickerCap);
+        continue;
+      }
       int free = 0;
       {
         std::unique_lock<std::mutex> lock(mu);
-        slot_freed.wait(lock, [&] { return stop.Requested() || FreeSlotsLocked() > 0; });
+        slot_freed.wait(lock,
+                        [&] { return stop.Requested() || taking_paused || FreeSlotsLocked() > 0; });
         free = FreeSlotsLocked();
       }
       if (stop.Requested()) break;
+      if (taking_paused) continue;
       ReceiveRequest request;
       request.max_messages = std::min(free, 10);
       request.wait_seconds = config.poll_wait_s;
@@ -544,9 +575,11 @@ struct Agent::Impl {
       // after the lease runs out rather than after the queue's visibility timeout.
       request.visibility_timeout = static_cast<int>(
           std::min<std::int64_t>((config.lease + config.heartbeat).count(), 43200));
+      request.stop = &intake_stop;
       step_started_ns = clock().Monotonic().time_since_epoch().count();
       auto received = deps.sqs->ReceiveMessage(stack.queue_url, request);
       step_started_ns = 0;
+      if (!received.ok() && intake_stop.Requested()) continue;  // aborted: drain or pause
       if (!received.ok()) {
         ++failures;
         seconds pause = std::min<seconds>(kReceiveBackoffFirst * (1 << std::min(failures - 1, 5)),
@@ -557,9 +590,9 @@ struct Agent::Impl {
         continue;
       }
       failures = 0;
-      if (stop.Requested()) {
+      if (intake_stop.Requested()) {
         ReturnMessages(*received);
-        break;
+        continue;
       }
       int started = Dispatch(*received);
       if (started == 0 && NoUnitsInHand()) {
@@ -604,6 +637,7 @@ struct Agent::Impl {
     runner_settings.kill_grace = config.kill_grace;
     runner_settings.run_as = deps.run_as;
     runner_settings.poll_slice = deps.poll_slice;
+    runner_settings.checkpoint_signal = config.checkpoint_signal;
     if (deps.run_as) {
       runner_settings.home = deps.run_as->home.string();
       runner_settings.user = deps.run_as->name;
@@ -615,38 +649,184 @@ struct Agent::Impl {
       std::lock_guard<std::mutex> lock(mu);
       started_at = clock().Now();
     }
+    FindGroup();
     PutWorker();
     Logger().info("agent {} ready: stack {}, {} slots, queue {}", deps.identity.instance_id,
                   config.stack, slots.size(), stack.queue_url);
     deps.notifier->Ready();
     UpdateStatus();
     ticker = std::thread([this] { TickerLoop(); });
+    StartWatch();
 
     AgentExit exit = Loop();
 
     JoinAllSlots();  // each runner has seen the stop and released its unit
+    if (watch) watch->Stop();
     ticker_stop.Request();
     ticker.join();
     FlushIntents();
     SetState("ended");
     PutWorker();
+    if (lifecycle_drain) CompleteLifecycle();
     Logger().info("agent stopped ({})", exit == AgentExit::kStopped   ? "stop requested"
                                         : exit == AgentExit::kDrained ? "drained"
                                                                       : "terminating");
     return exit;
   }
 
-  void RequestStop() {
-    if (stop_requested.exchange(true)) return;
-    Logger().info("stop requested: interrupting running units");
+  // --- interruptions and drain ---------------------------------------------------------------
+
+  // The Auto Scaling group, from --asg-name or asked once; outside a group (or off EC2) no
+  // Auto Scaling call is ever made.
+  void FindGroup() {
+    if (!deps.autoscaling || !deps.identity.on_ec2) return;
+    if (!config.asg_name.empty()) {
+      group = config.asg_name;
+    } else {
+      auto described = deps.autoscaling->DescribeAutoScalingInstances({deps.identity.instance_id});
+      if (!described.ok()) {
+        Logger().warn(
+            "could not look up this instance's Auto Scaling group ({}); acting as outside one "
+            "(give --asg-name to skip the lookup)",
+            described.error().ToString());
+        return;
+      }
+      if (described->empty()) {
+        Logger().info("not in an Auto Scaling group");
+        return;
+      }
+      group = (*described)[0].auto_scaling_group_name;
+    }
+    Logger().info("in Auto Scaling group {}", group);
+    protection =
+        std::make_unique<ScaleInProtection>(deps.autoscaling, group, deps.identity.instance_id);
+  }
+
+  void StartWatch() {
+    if (!deps.imds || !deps.identity.on_ec2) return;
+    InterruptionWatchOptions options;
+    options.poll = config.spot_poll;
+    options.stop_timeout = config.stop_timeout;
+    options.spot = deps.identity.spot;
+    options.rebalance = deps.identity.spot && config.rebalance != RebalancePolicy::kIgnore;
+    options.lifecycle = true;  // an instance outside a group simply has no such item
+    options.slice = deps.poll_slice;
+    watch = std::make_unique<InterruptionWatch>(
+        *deps.imds, clock(), options,
+        [this](const InterruptionNotice& notice) { OnNotice(notice); });
+    watch->Start();
+  }
+
+  void OnNotice(const InterruptionNotice& notice) {
+    using Kind = InterruptionNotice::Kind;
+    switch (notice.kind) {
+      case Kind::kSpotInterruption:
+        Logger().warn("Spot interruption notice ({})", notice.detail);
+        BeginDrain(DrainTrigger::kSpotInterruption, notice.deadline);
+        return;
+      case Kind::kLifecycleTerminated:
+        Logger().warn("Auto Scaling is terminating this instance (target lifecycle state {})",
+                      notice.detail);
+        lifecycle_drain = true;
+        BeginDrain(DrainTrigger::kLifecycleTerminated, notice.deadline);
+        if (CanAnswerLifecycle()) {
+          LifecycleHeartbeat();
+        } else {
+          Logger().warn(
+              "no {} known: the lifecycle action can't be heartbeated or completed; the group "
+              "goes on after the hook's timeout",
+              group.empty() ? "Auto Scaling group" : "--lifecycle-hook");
+        }
+        return;
+      case Kind::kRebalance:
+        switch (config.rebalance) {
+          case RebalancePolicy::kIgnore:
+            return;
+          case RebalancePolicy::kStopTaking:
+            PauseTaking();
+            return;
+          case RebalancePolicy::kCheckpoint:
+            Logger().warn("rebalance recommendation: checkpointing and draining");
+            BeginDrain(DrainTrigger::kRebalance, notice.deadline);
+            return;
+        }
+        return;
+    }
+  }
+
+  void PauseTaking() {
+    if (taking_paused.exchange(true)) return;
+    Logger().warn(
+        "rebalance recommendation: taking no new units; the running ones go on and end "
+        "normally");
+    intake_stop.Request();
+    slot_freed.notify_all();
+  }
+
+  // Starts the drain, or moves its deadline earlier; never restarts it.
+  void BeginDrain(DrainTrigger trigger, Clock::MonoTime deadline) {
+    const auto left_ms = [&] {
+      return std::chrono::duration_cast<milliseconds>(deadline - clock().Monotonic()).count();
+    };
+    switch (drain.Propose(trigger, deadline)) {
+      case DrainPlan::Offer::kUnchanged:
+        Logger().info("{} during the drain: nothing changes", ToString(trigger));
+        return;
+      case DrainPlan::Offer::kMovedEarlier:
+        Logger().warn("{} during the drain: its deadline moves earlier, to {} ms from now",
+                      ToString(trigger), left_ms());
+        return;
+      case DrainPlan::Offer::kStarted:
+        break;
+    }
+    Logger().info("{}: draining; everything ends within {} ms", ToString(trigger), left_ms());
     deps.notifier->Stopping();
     {
       std::lock_guard<std::mutex> lock(mu);
       if (state == "running") state = "draining";
     }
+    intake_stop.Request();
     stop.Request();
     slot_freed.notify_all();
     UpdateStatus();
+  }
+
+  bool CanAnswerLifecycle() const { return !group.empty() && !config.lifecycle_hook.empty(); }
+
+  LifecycleActionRef LifecycleAction() const {
+    LifecycleActionRef action;
+    action.auto_scaling_group_name = group;
+    action.lifecycle_hook_name = config.lifecycle_hook;
+    action.instance_id = deps.identity.instance_id;
+    return action;
+  }
+
+  // From the watch thread (the first) and the ticker (the later ones); the atomic due time
+  // keeps the two from sending the same one twice.
+  void LifecycleHeartbeat() {
+    const std::int64_t due = next_lifecycle_heartbeat_ns.load();
+    const Clock::MonoTime now = clock().Monotonic();
+    if (now.time_since_epoch().count() < due) return;
+    const std::int64_t next = (now + kLifecycleHeartbeat).time_since_epoch().count();
+    std::int64_t expected = due;
+    if (!next_lifecycle_heartbeat_ns.compare_exchange_strong(expected, next)) return;
+    Status sent = deps.autoscaling->RecordLifecycleActionHeartbeat(LifecycleAction());
+    if (!sent.ok()) Logger().warn("lifecycle action heartbeat failed: {}", sent.ToString());
+  }
+
+  void CompleteLifecycle() {
+    if (!CanAnswerLifecycle()) return;
+    Status done = deps.autoscaling->CompleteLifecycleAction(LifecycleAction(),
+                                                            LifecycleActionResult::kContinue);
+    if (!done.ok()) {
+      Logger().error("could not complete the lifecycle action: {}", done.ToString());
+      return;
+    }
+    Logger().info("lifecycle action {} completed (CONTINUE)", config.lifecycle_hook);
+  }
+
+  void RequestStop() {
+    BeginDrain(DrainTrigger::kStopSignal, StopDeadline(clock().Monotonic(), config.stop_timeout));
   }
 };
 
@@ -655,6 +835,7 @@ Agent::Agent(AgentConfig config, AgentDeps deps)
 
 Agent::~Agent() {
   // Run() joins its threads; this covers an Agent destroyed while Run() never ran.
+  if (impl_->watch) impl_->watch->Stop();
   impl_->JoinAllSlots();
 }
 
@@ -758,6 +939,7 @@ int RunAgent(int argc, char** argv) {
   deps.s3 = *s3;
   deps.ledger = MakeDynamoLedger(*db, std::move(ledger_options), clock);
   deps.identity = DiscoverIdentity((*context)->imds().get());
+  deps.imds = (*context)->imds();
   if (deps.identity.on_ec2) {
     if (auto autoscaling = AutoScalingClient::Create(*context); autoscaling.ok()) {
       deps.autoscaling = *autoscaling;

@@ -12,9 +12,13 @@
 //   no free slot and nothing received: idle; idle for idle_shutdown with an empty queue ->
 //     on_drain (terminate the instance, exit, or stay)
 //
-// A stop request (SIGTERM from systemd, a Spot interruption notice) stops every running unit
-// (SIGTERM to its process group), syncs its output and checkpoint, releases it as
-// "interrupted" (not counted against max_attempts) and makes its message visible at once.
+// A drain (SIGTERM or SIGINT, a Spot interruption notice, a lifecycle transition to
+// Terminated, a rebalance recommendation under --rebalance checkpoint) stops taking messages,
+// sends every running unit's process group the checkpoint signal, syncs its checkpoint,
+// outputs and logs, releases it as "interrupted" (not counted against max_attempts) and makes
+// its message visible at once, all before the drain's deadline (drain_plan.h); then Run()
+// returns kStopped. docs/agent.md "Interruptions and drain" has the whole story. In an Auto
+// Scaling group the agent holds scale-in protection while it has units in hand.
 //
 // Thread-safety: Run() is called once, from one thread; RequestStop() from any thread.
 #pragma once
@@ -24,6 +28,7 @@
 #include <optional>
 
 #include "agent/config.h"
+#include "agent/drain_plan.h"
 #include "agent/identity.h"
 #include "agent/systemd.h"
 #include "agent/unit_process.h"
@@ -43,6 +48,9 @@ struct AgentDeps {
   std::shared_ptr<S3> s3;
   std::shared_ptr<AutoScaling> autoscaling;  // may be null off EC2
   std::shared_ptr<Ec2> ec2;                  // may be null off EC2
+  // Asked for Spot notices, rebalance recommendations and lifecycle transitions when
+  // identity.on_ec2; may be null off EC2.
+  std::shared_ptr<InstanceMetadata> imds;
   WorkerIdentity identity;
   Notifier* notifier = nullptr;  // never null (a no-op one outside systemd)
   Clock* clock = nullptr;
@@ -72,6 +80,7 @@ class Agent {
   // and loops until stopped or drained. Errors only for start-up problems; failures of single
   // AWS calls during the loop are logged and retried on the next round.
   Result<AgentExit> Run();
+  // A stop signal: drains with D = now + stop_timeout - 5 s. A second call changes nothing.
   void RequestStop();
 
  private:

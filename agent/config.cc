@@ -4,6 +4,7 @@
 #include <cctype>
 #include <cerrno>
 #include <charconv>
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <map>
@@ -71,6 +72,18 @@ std::string ApplyDuration(const std::string& text, seconds min, seconds max, sec
 // The longest duration ParseDuration accepts: "no upper bound" for settings
 // that need none.
 constexpr seconds kYear{365LL * 86400};
+
+// The signals a checkpoint is usually asked with, by name; any other by number.
+constexpr std::pair<std::string_view, int> kSignalNames[] = {{"TERM", SIGTERM}, {"INT", SIGINT},
+                                                             {"HUP", SIGHUP},   {"USR1", SIGUSR1},
+                                                             {"USR2", SIGUSR2}, {"QUIT", SIGQUIT}};
+
+// An Auto Scaling group or lifecycle hook name: 1..255 printable characters, no spaces
+// (what the API accepts for both).
+bool IsAwsName(const std::string& name) {
+  if (name.empty() || name.size() > 255) return false;
+  return std::all_of(name.begin(), name.end(), [](char c) { return c > ' ' && c < 127; });
+}
 
 // POSIX portable user names (what useradd accepts by default), so a typo such
 // as
@@ -202,6 +215,88 @@ const std::vector<Setting>& Settings() {
          return problem;
        },
        [](const AgentConfig& c) { return ShowDuration(seconds(c.poll_wait_s)); }},
+      {"checkpoint-signal", "SIG",
+       "the signal a drain sends a running unit's process group so it checkpoints: TERM, INT, "
+       "HUP, USR1, USR2, QUIT or a number 1..64",
+       [](AgentConfig& c, const std::string& text) -> std::string {
+         std::string_view name = text;
+         if (name.substr(0, 3) == "SIG") name.remove_prefix(3);
+         for (const auto& [known, number] : kSignalNames) {
+           if (name == known) {
+             c.checkpoint_signal = number;
+             return "";
+           }
+         }
+         std::optional<long long> value = ParseInt(text);
+         if (!value || *value < 1 || *value > 64 || *value == SIGKILL || *value == SIGSTOP) {
+           return "expected TERM, INT, HUP, USR1, USR2, QUIT or a signal number 1..64 (not "
+                  "KILL or STOP), got " +
+                  Quoted(text);
+         }
+         c.checkpoint_signal = static_cast<int>(*value);
+         return "";
+       },
+       [](const AgentConfig& c) { return SignalName(c.checkpoint_signal); }},
+      {"stop-timeout", "DURATION",
+       "what systemd allows the service to stop (TimeoutStopSec, 10s..1h): a drain started by "
+       "SIGTERM or a lifecycle transition ends 5s before it",
+       [](AgentConfig& c, const std::string& text) {
+         return ApplyDuration(text, seconds(10), seconds(3600), c.stop_timeout);
+       },
+       [](const AgentConfig& c) { return ShowDuration(c.stop_timeout); }},
+      {"upload-reserve", "DURATION",
+       "the time a drain keeps for uploads (checkpoint, outputs, logs) after the units' grace "
+       "period; less than --stop-timeout minus 5s",
+       [](AgentConfig& c, const std::string& text) {
+         return ApplyDuration(text, seconds(0), seconds(3600), c.upload_reserve);
+       },
+       [](const AgentConfig& c) { return ShowDuration(c.upload_reserve); }},
+      {"rebalance", "POLICY",
+       "what a rebalance recommendation does: ignore, stop-taking (no new units; running ones "
+       "go on and end normally) or checkpoint (drain as for SIGTERM)",
+       [](AgentConfig& c, const std::string& text) -> std::string {
+         if (text == "ignore") {
+           c.rebalance = RebalancePolicy::kIgnore;
+         } else if (text == "stop-taking") {
+           c.rebalance = RebalancePolicy::kStopTaking;
+         } else if (text == "checkpoint") {
+           c.rebalance = RebalancePolicy::kCheckpoint;
+         } else {
+           return "expected ignore, stop-taking or checkpoint, got " + Quoted(text);
+         }
+         return "";
+       },
+       [](const AgentConfig& c) { return std::string(ToString(c.rebalance)); }},
+      {"spot-poll", "DURATION",
+       "how often instance metadata is asked for a Spot interruption notice, a rebalance "
+       "recommendation or a lifecycle transition (1s..1h)",
+       [](AgentConfig& c, const std::string& text) {
+         return ApplyDuration(text, seconds(1), seconds(3600), c.spot_poll);
+       },
+       [](const AgentConfig& c) { return ShowDuration(c.spot_poll); }},
+      {"asg-name", "NAME",
+       "this instance's Auto Scaling group; empty: looked up once at start "
+       "(DescribeAutoScalingInstances)",
+       [](AgentConfig& c, const std::string& text) -> std::string {
+         if (!text.empty() && !IsAwsName(text)) {
+           return "expected a group name (1..255 characters, no blanks), got " + Quoted(text);
+         }
+         c.asg_name = text;
+         return "";
+       },
+       [](const AgentConfig& c) { return c.asg_name; }},
+      {"lifecycle-hook", "NAME",
+       "the group's termination lifecycle hook: heartbeated while a scale-in drains this "
+       "worker, completed with CONTINUE after; empty: the drain happens but can't complete "
+       "the action",
+       [](AgentConfig& c, const std::string& text) -> std::string {
+         if (!text.empty() && !IsAwsName(text)) {
+           return "expected a hook name (1..255 characters, no blanks), got " + Quoted(text);
+         }
+         c.lifecycle_hook = text;
+         return "";
+       },
+       [](const AgentConfig& c) { return c.lifecycle_hook; }},
       {"log-level", "LEVEL", "trace, debug, info, warn or error",
        [](AgentConfig& c, const std::string& text) -> std::string {
          for (const char* level : {"trace", "debug", "info", "warn", "error"}) {
@@ -490,6 +585,25 @@ std::string Wrap(std::string_view text, std::size_t column, std::size_t width) {
 
 }  // namespace
 
+std::string_view ToString(RebalancePolicy policy) {
+  switch (policy) {
+    case RebalancePolicy::kIgnore:
+      return "ignore";
+    case RebalancePolicy::kStopTaking:
+      return "stop-taking";
+    case RebalancePolicy::kCheckpoint:
+      return "checkpoint";
+  }
+  return "stop-taking";
+}
+
+std::string SignalName(int signal) {
+  for (const auto& [name, number] : kSignalNames) {
+    if (number == signal) return std::string(name);
+  }
+  return std::to_string(signal);
+}
+
 std::string_view ToString(DrainAction action) {
   switch (action) {
     case DrainAction::kTerminate:
@@ -565,6 +679,15 @@ Result<AgentConfig> LoadAgentConfig(std::span<const std::string> args, const Env
   // short heartbeat (a test, a demo) from losing the lease to one slow ledger
   // round trip with retries.
   config.lease = std::max<seconds>(3 * config.heartbeat, seconds(10));
+  // The drain's grace period (D - upload_reserve, D = stop_timeout - 5 s away) must not be
+  // gone before it starts.
+  if (config.upload_reserve >= config.stop_timeout - seconds(5)) {
+    return UsageError("--upload-reserve " + ShowDuration(config.upload_reserve) +
+                      " leaves no grace period within --stop-timeout " +
+                      ShowDuration(config.stop_timeout) +
+                      " (the drain ends 5s before the stop timeout): give a smaller reserve or "
+                      "a longer stop timeout");
+  }
   return config;
 }
 

@@ -29,6 +29,18 @@ enum class DrainAction {
 
 std::string_view ToString(DrainAction action);
 
+// What a rebalance recommendation (elevated risk of a Spot interruption) makes the agent do.
+enum class RebalancePolicy {
+  kIgnore,      // nothing
+  kStopTaking,  // take no new message; running units go on and end normally, never killed
+  kCheckpoint,  // drain as for a stop signal (D = now + stop_timeout - 5 s)
+};
+
+std::string_view ToString(RebalancePolicy policy);
+
+// The text of a checkpoint signal as the usage shows it: "TERM", "USR1", or the number.
+std::string SignalName(int signal);
+
 struct AgentConfig {
   std::string stack;  // required
   int slots = 1;      // units at once, 1..1024
@@ -46,7 +58,28 @@ struct AgentConfig {
   std::filesystem::path env_file = "/etc/spotgrid/agent.env";
   // SIGTERM to a unit's process group, then SIGKILL after this.
   std::chrono::seconds kill_grace{10};
-  int poll_wait_s = 20;            // SQS long-poll wait, 1..20
+  int poll_wait_s = 20;  // SQS long-poll wait, 1..20
+
+  // Interruptions and drain (docs/agent.md "Interruptions and drain").
+  // Sent to a running unit's process group when a drain starts, so it checkpoints.
+  int checkpoint_signal = 15;  // SIGTERM
+  // systemd's TimeoutStopSec for the service: a drain started by SIGTERM (or a lifecycle
+  // transition) must be over 5 s before it runs out. 10s..1h.
+  std::chrono::seconds stop_timeout{90};
+  // Kept after the units' grace period for their uploads (checkpoint, outputs, logs); less
+  // than stop_timeout - 5 s.
+  std::chrono::seconds upload_reserve{30};
+  RebalancePolicy rebalance = RebalancePolicy::kStopTaking;
+  // How often instance metadata is asked for a Spot notice, a rebalance recommendation or a
+  // lifecycle transition. 1s..1h.
+  std::chrono::seconds spot_poll{5};
+  // The Auto Scaling group this instance belongs to; empty: found with
+  // DescribeAutoScalingInstances at start (not in a group: no Auto Scaling calls at all).
+  std::string asg_name;
+  // The group's termination lifecycle hook, heartbeated during a drain the group started and
+  // completed (CONTINUE) after it; empty: such a drain still happens, but can't complete.
+  std::string lifecycle_hook;
+
   std::string log_level = "info";  // trace | debug | info | warn | error
   bool show_help = false;          // --help: print AgentUsage() and exit 0
   bool show_version = false;       // --version

@@ -363,6 +363,23 @@ ProcessExit UnitProcess::Terminate(std::chrono::milliseconds grace) {
   return *exit;
 }
 
+void UnitProcess::Signal(int signal) {
+  if (impl_->Poll()) return;
+  // The un-reaped shell keeps the group id ours, so the signal reaches this unit only.
+  ::kill(-impl_->pid, signal);
+  if (signal != SIGCONT) ::kill(-impl_->pid, SIGCONT);
+}
+
+ProcessExit UnitProcess::Kill() {
+  ::kill(-impl_->pid, SIGKILL);
+  std::optional<ProcessExit> exit;
+  // See Terminate: SIGKILL cannot be caught, so only a process stuck in the kernel takes long.
+  while (!(exit = impl_->WaitFor(std::chrono::hours(1)))) {
+  }
+  ::kill(-impl_->pid, SIGKILL);
+  return *exit;
+}
+
 Result<std::unique_ptr<UnitProcess>> UnitProcess::Start(const ProcessSpec& spec) {
   const std::string what = "start `" + FirstWord(spec.command) + "`";
   if (spec.command.find('\0') != std::string::npos) {

@@ -81,6 +81,12 @@ class UnitProcess {
   // the shell is gone, SIGKILL to the group once more so no straggler survives. Returns the
   // shell's exit.
   ProcessExit Terminate(std::chrono::milliseconds grace);
+  // Sends `signal` (and SIGCONT, so a stopped process acts on it) to the group, unless the
+  // shell has exited; does not wait. A drain asks a unit to checkpoint this way and waits on
+  // its own clock (WaitFor) before Kill().
+  void Signal(int signal);
+  // SIGKILL to the group, waits for the shell, and returns its exit.
+  ProcessExit Kill();
 
  private:
   struct Impl;

@@ -157,6 +157,12 @@ struct UnitRunner::Impl {
   StopSource cut_periodic;
   std::atomic<bool> periodic_in_flight{false};
   StopSource lost_stop;  // raised when the lease is lost: cuts every transfer
+  // Raised when the lease is lost or a drain reaches R: cuts the final sync.
+  StopSource final_cut;
+  // The checkpoint was restored completely (or there was none to restore). Until then the
+  // local checkpoint/ is a partial copy, and a final sync of it would delete from S3 what had
+  // not come down yet.
+  bool restore_complete = true;
 
   bool timed_out = false;
   bool stopping = false;
@@ -192,6 +198,7 @@ struct UnitRunner::Impl {
     }
     lost_stop.Request();
     cut_periodic.Request();
+    final_cut.Request();
   }
 
   // Renews the lease (with the progress the command reported). True while the lease is ours;
@@ -261,6 +268,14 @@ struct UnitRunner::Impl {
       stopping = true;
       if (periodic_in_flight) cut_periodic.Request();
     }
+    if (stopping && !final_cut.Requested()) {
+      if (auto times = DrainTimesNow(); times && now >= times->release_by) {
+        Logger().warn("drain: uploads cut off {} s before the drain's deadline",
+                      kDrainReleaseMargin.count());
+        cut_periodic.Request();
+        final_cut.Request();
+      }
+    }
     if (running && has_deadline && !timed_out && now >= deadline) {
       timed_out = true;
       if (periodic_in_flight) cut_periodic.Request();
@@ -274,6 +289,12 @@ struct UnitRunner::Impl {
   }
 
   bool Interrupted() const { return lost || cancel_requested || stopping || timed_out; }
+
+  // The drain's times once the agent is stopping with a plan; nullopt otherwise.
+  std::optional<DrainTimes> DrainTimesNow() const {
+    if (deps.drain == nullptr || !agent_stop->Requested()) return std::nullopt;
+    return deps.drain->Times();
+  }
 
   // How long the next real-time wait may be: the next due time by the clock, capped by the
   // slice so that a stop (or a fake clock moved by a test) is noticed promptly. Sync and
@@ -310,10 +331,12 @@ struct UnitRunner::Impl {
     logs_sync = MakeSync(LogsKeyPrefix(), logs, "logs.manifest", &cut_periodic);
   }
 
-  // Output, checkpoint, logs; the first error is returned, but every directory is tried.
+  // Checkpoint, outputs, logs: in the order a drain cut short at R needs them (a checkpoint
+  // lets another worker resume; outputs without it are redone anyway). The first error is
+  // returned, but every directory is tried unless the sync was cut short.
   static Status SyncAll(DirectorySync& out, DirectorySync& ckpt, DirectorySync& log, bool final) {
     Status first;
-    for (DirectorySync* sync : {&out, &ckpt, &log}) {
+    for (DirectorySync* sync : {&ckpt, &out, &log}) {
       auto stats = sync->Sync(final);
       if (!stats.ok() && first.ok()) first = stats.status();
       if (!stats.ok() && stats.error().category == ErrorCategory::kCancelled) break;
@@ -480,8 +503,20 @@ struct UnitRunner::Impl {
         Tick(true);
         if (Interrupted()) {
           // A lost unit belongs to another worker now: nothing to save, kill at once.
-          milliseconds grace = lost ? milliseconds(0) : milliseconds(settings.kill_grace);
-          exit = (*process)->Terminate(grace);
+          if (lost) {
+            exit = (*process)->Kill();
+            return End::kLost;
+          }
+          if (stopping) {
+            exit = DrainRow(**process);
+            if (lost) return End::kLost;
+            if (exit->Succeeded() && i + 1 == rows.size()) {
+              Logger().info("drain: the command exited 0 within the grace period; finishing");
+              return End::kExited;
+            }
+            return End::kInterrupted;
+          }
+          exit = (*process)->Terminate(settings.kill_grace);
           return InterruptionEnd();
         }
       }
@@ -492,6 +527,36 @@ struct UnitRunner::Impl {
       }
     }
     return End::kExited;
+  }
+
+  // A drain's handling of the running row: the checkpoint signal at once, then wait (still
+  // heartbeating) until G by the Clock, then SIGKILL. A G already past costs at most one
+  // slice. Without a drain plan, G is kill_grace from now.
+  ProcessExit DrainRow(UnitProcess& process) {
+    const Clock::MonoTime fallback_grace_end = clock().Monotonic() + settings.kill_grace;
+    auto grace_end = [&] {
+      auto times = DrainTimesNow();
+      return times ? times->grace_end : fallback_grace_end;
+    };
+    process.Signal(settings.checkpoint_signal);
+    Logger().info(
+        "drain: sent signal {} to the unit's process group; it has {} ms to end",
+        settings.checkpoint_signal,
+        std::max<std::int64_t>(
+            0,
+            std::chrono::duration_cast<milliseconds>(grace_end() - clock().Monotonic()).count()));
+    while (true) {
+      const auto until =
+          std::chrono::duration_cast<milliseconds>(grace_end() - clock().Monotonic());
+      const milliseconds wait = std::clamp(until, milliseconds(1), NextWait(false));
+      if (auto done = process.WaitFor(wait)) return *done;
+      Tick(false);
+      if (lost) return process.Kill();
+      if (clock().Monotonic() >= grace_end()) {
+        Logger().warn("drain: the command did not end within the grace period; killing it");
+        return process.Kill();
+      }
+    }
   }
 
   // Why the run was interrupted, most binding first; kExited when it was not.
@@ -515,16 +580,25 @@ struct UnitRunner::Impl {
   }
 
   Status FinalSync() {
+    if (!restore_complete) {
+      // Only the logs: checkpoint/ (and output/, which a command resumes into) would be
+      // synced from a partial restore, deleting in S3 what had not come down yet.
+      return RunTransfer([this]() -> Status {
+        auto log = MakeSync(LogsKeyPrefix(), logs, "logs.manifest", &final_cut);
+        auto stats = log->Sync(true);
+        return stats.ok() ? Status::Ok() : stats.status();
+      });
+    }
     // The periodic syncers know what is in S3 already; after one was cut short, fresh ones
     // (which read the manifest or list the prefix) are the safe choice.
     const bool reuse = output_sync && !cut_periodic.Requested();
     return RunTransfer([this, reuse]() -> Status {
       if (reuse) return SyncAll(*output_sync, *checkpoint_sync, *logs_sync, true);
       auto out = MakeSync(OutputPrefix(a.stack, lease.job, lease.unit), output, "output.manifest",
-                          &lost_stop);
+                          &final_cut);
       auto ckpt = MakeSync(CheckpointPrefix(a.stack, lease.job, lease.unit), checkpoint,
-                           "checkpoint.manifest", &lost_stop);
-      auto log = MakeSync(LogsKeyPrefix(), logs, "logs.manifest", &lost_stop);
+                           "checkpoint.manifest", &final_cut);
+      auto log = MakeSync(LogsKeyPrefix(), logs, "logs.manifest", &final_cut);
       return SyncAll(*out, *ckpt, *log, true);
     });
   }
@@ -561,6 +635,16 @@ struct UnitRunner::Impl {
     attempt_end.lease = lease;
     if (exit && end == End::kExited) attempt_end.exit_code = exit->ShellStatus();
 
+    // A drain writes its end only before D: after it the instance may be gone mid-write, and
+    // a lease left to run out is an end every other worker understands (a takeover).
+    const std::optional<DrainTimes> drain = DrainTimesNow();
+    if (drain && clock().Monotonic() >= drain->deadline) {
+      Logger().warn(
+          "drain: the deadline passed before the unit could be released; leaving "
+          "its lease to run out");
+      return UnitOutcome::kAbandoned;
+    }
+
     if (end == End::kCancelled) {
       attempt_end.reason = "cancelled";
       attempt_end.error = "cancelled";
@@ -575,11 +659,15 @@ struct UnitRunner::Impl {
     if (end == End::kInterrupted || (end == End::kExited && !error.size() && !synced.ok())) {
       attempt_end.reason = "interrupted";
       attempt_end.error =
-          end == End::kInterrupted ? "agent stopped" : "final sync failed: " + synced.ToString();
+          end == End::kInterrupted
+              ? (drain ? "agent draining: " + std::string(ToString(deps.drain->StartedBy()))
+                       : std::string("agent stopped"))
+              : "final sync failed: " + synced.ToString();
       if (Status s = deps.ledger->ReleaseUnit(attempt_end, false); !s.ok()) {
         return LedgerWriteFailed(s, "interrupted");
       }
-      ShowMessageAfter(end == End::kInterrupted ? seconds(0) : RetryBackoff(1));
+      // Draining, this worker goes away: another one may resume the unit at once.
+      ShowMessageAfter(end == End::kInterrupted || drain ? seconds(0) : RetryBackoff(1));
       return UnitOutcome::kInterrupted;
     }
 
@@ -640,6 +728,7 @@ struct UnitRunner::Impl {
     } else {
       MakePeriodicSyncers();
       Status restored = lease.attempt > 1 ? RestoreCheckpoint() : Status::Ok();
+      restore_complete = restored.ok();
       if (!restored.ok()) {
         error = "could not restore the checkpoint: " + restored.ToString();
         if (Interrupted()) end = InterruptionEnd();

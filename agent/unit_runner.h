@@ -11,6 +11,13 @@
 // the ledger says the lease is gone it kills the process group and writes nothing more anywhere:
 // the unit belongs to a newer attempt.
 //
+// A drain (the agent's stop source raised, its DrainPlan set) sends the checkpoint signal to the
+// running row's process group at once, waits for it until G by the Clock and SIGKILLs it
+// then; a last row that exits 0 within that grace finishes normally. The final sync goes
+// checkpoint first, then outputs, then logs, cut off at R; the release (interrupted, not
+// counted; message visible at once) happens only before D, else nothing is written and the
+// lease runs out (drain_plan.h).
+//
 // Transfers (checkpoint restore, syncs) run on a helper thread while the slot thread keeps
 // heartbeating, so a sync longer than the lease never loses it. The slot thread waits on the
 // process (or the transfer) in slices of at most `poll_slice`, then looks at the clock and the
@@ -29,6 +36,7 @@
 #include <string>
 #include <string_view>
 
+#include "agent/drain_plan.h"
 #include "agent/unit_process.h"
 #include "spotgrid/core/clock.h"
 #include "spotgrid/ledger/types.h"
@@ -43,6 +51,9 @@ struct UnitRunnerDeps {
   std::shared_ptr<UnitLeases> ledger;
   std::shared_ptr<S3> s3;
   Clock* clock = nullptr;
+  // The agent's drain deadline, read whenever the stop source is raised; null: a stop kills
+  // after kill_grace and releases without deadlines.
+  const DrainPlan* drain = nullptr;
 };
 
 // How the agent is configured to run units (from AgentConfig and the start-up checks).
@@ -57,6 +68,7 @@ struct UnitRunnerSettings {
   // Longest real-time wait between two looks at the clock and the stop flag.
   std::chrono::milliseconds poll_slice{200};
   int sync_concurrency = 8;
+  int checkpoint_signal = 15;  // SIGTERM: what a drain sends the process group
 };
 
 // One claimed unit: what the claim returned and where its message is.

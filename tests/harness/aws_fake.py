@@ -25,7 +25,9 @@ State, per tenant (the path prefix; none = default tenant):
   spot_prices: [{instance_type, availability_zone, price, product_description ("Linux/UNIX"),
              timestamp (ISO 8601, default now)}]
 Control (under the tenant prefix):
-  GET  /_fake/calls  JSON list of {service, action, params[, error]} (params without Action)
+  GET  /_fake/calls  JSON list of {service, action, params, time[, error]} (params without
+                     Action; time = when the call arrived, Unix seconds with a fraction, so a
+                     test can order calls against timestamps its other processes wrote)
   GET  /_fake/state  the tenant's state as JSON
   PUT  /_fake/state  JSON merged into the state (instances merged per id, spot_prices replaced)
   POST /_fake/fail   {"action": "X"|"*", "count": N, "status": 503, "code": "...", "message": ..}
@@ -40,6 +42,7 @@ import os
 import re
 import sys
 import threading
+import time
 import urllib.parse
 import uuid
 from xml.sax.saxutils import escape
@@ -412,7 +415,7 @@ class Handler(harness_common.QuietHandler):
         if service is None:
             service = AUTOSCALING if action in AUTOSCALING_ACTIONS else EC2
         request_id = str(uuid.uuid4())
-        call = {"service": service, "action": action, "params": params}
+        call = {"service": service, "action": action, "params": params, "time": time.time()}
         tenant.calls.append(call)
         try:
             if service not in NAMESPACES:

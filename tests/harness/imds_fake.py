@@ -18,8 +18,9 @@ Control (under the tenant prefix):
   PUT    /_fake/meta-data/<path>  body = new value (also /_fake/dynamic/<path>)
   DELETE /_fake/meta-data/<path>  that path 404s from now on
   POST   /_fake/expire-tokens     every token issued so far is expired
-  GET    /_fake/requests          JSON list of {method, path, raw_path, headers} of API requests
-                                  (path relative to the tenant; header names lower-cased)
+  GET    /_fake/requests          JSON list of {method, path, raw_path, headers, time} of API
+                                  requests (path relative to the tenant; header names
+                                  lower-cased; time = arrival, Unix seconds with a fraction)
   POST   /_fake/reset             back to the defaults, no tokens, empty request log
 
 The default role credentials use key id and secret `S3RVER` (s3rver checks both, the other
@@ -160,6 +161,7 @@ class Handler(harness_common.QuietHandler):
                     "path": rest,
                     "raw_path": self.path,
                     "headers": {k.lower(): v for k, v in self.headers.items()},
+                    "time": time.time(),
                 })
                 return self._api(tenant, rest[len("/latest/"):])
         self.reply(404, "Not Found")

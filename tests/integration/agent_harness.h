@@ -19,6 +19,8 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -149,6 +151,82 @@ struct AgentOptions {
   std::vector<std::string> extra_args;
   std::vector<std::pair<std::string, std::string>> env;
   std::vector<std::string> unset_env;
+  // More metadata for the agent's IMDS tenant, set before the agent starts: (path under
+  // meta-data/, value), e.g. {"autoscaling/target-lifecycle-state", "InService"}.
+  std::vector<std::pair<std::string, std::string>> imds_values;
+  // A tenant of the EC2 / Auto Scaling fake (AwsFakeTenant::url()) the agent's EC2 and Auto
+  // Scaling calls go to; empty = the launcher's default tenant.
+  std::string aws_endpoint;
+};
+
+// A control request to one of the launcher's fakes (`url` = a tenant's root + "/_fake/...");
+// the parsed JSON answer, or null (and the test has failed) unless it answered 200.
+inline nlohmann::json FakeControl(const std::string& method, const std::string& url,
+                                  const std::string& body = "") {
+  auto transport = MakeCurlTransport();
+  HttpRequest request;
+  request.method = method;
+  request.url = url;
+  request.body = body;
+  request.timeout = std::chrono::seconds(10);
+  auto response = transport->Send(request);
+  if (!response.ok() || response->status != 200) {
+    ADD_FAILURE() << method << " " << url << ": "
+                  << (response.ok() ? std::to_string(response->status) + " " + response->body
+                                    : response.error().ToString());
+    return nullptr;
+  }
+  return nlohmann::json::parse(response->body, nullptr, /*allow_exceptions=*/false);
+}
+
+// An EC2-shaped instance id ("i-" and 17 hex digits) no other test uses: the EC2 / Auto
+// Scaling fake, like AWS, refuses malformed ones.
+inline std::string RandomInstanceId() {
+  const std::string unique = UniqueName("i");
+  std::uint64_t hash = 1469598103934665603ull;  // FNV-1a of a unique name: distinct ids
+  for (char c : unique) hash = (hash ^ static_cast<unsigned char>(c)) * 1099511628211ull;
+  char id[24];
+  std::snprintf(id, sizeof id, "i-0%016llx", static_cast<unsigned long long>(hash));
+  return id;
+}
+
+// A private tenant of the EC2 / Auto Scaling fake: its state (instances and their groups) and
+// the calls it recorded, each with its arrival time (Unix seconds).
+class AwsFakeTenant {
+ public:
+  AwsFakeTenant() {
+    const std::string base = EmulatorValue("SPOTGRID_FAKE_AWS_URL");
+    EXPECT_FALSE(base.empty()) << "no SPOTGRID_FAKE_AWS_URL in the emulator env";
+    url_ = base + "/" + UniqueName("aws");
+  }
+  const std::string& url() const { return url_; }
+
+  // Puts `instance` into Auto Scaling group `group` (lifecycle state InService).
+  void AddToGroup(const std::string& instance, const std::string& group,
+                  const std::string& lifecycle_state = "InService") {
+    PutState(
+        {{"instances", {{instance, {{"group", group}, {"lifecycle_state", lifecycle_state}}}}}});
+  }
+  nlohmann::json PutState(const nlohmann::json& doc) {
+    return FakeControl("PUT", url_ + "/_fake/state", doc.dump());
+  }
+  nlohmann::json State() { return FakeControl("GET", url_ + "/_fake/state"); }
+  // Every recorded call ({service, action, params, time[, error]}), oldest first.
+  nlohmann::json Calls() {
+    nlohmann::json calls = FakeControl("GET", url_ + "/_fake/calls");
+    return calls.is_array() ? calls : nlohmann::json::array();
+  }
+  // The recorded calls of one action.
+  nlohmann::json Calls(const std::string& action) {
+    nlohmann::json found = nlohmann::json::array();
+    for (const auto& call : Calls()) {
+      if (call.value("action", "") == action) found.push_back(call);
+    }
+    return found;
+  }
+
+ private:
+  std::string url_;
 };
 
 // Points a fresh tenant of the IMDS fake at `instance_id`; returns the tenant's endpoint.
@@ -212,9 +290,16 @@ class AgentProcess {
     if (options.instance_id.empty()) {
       child.env.push_back({"AWS_EC2_METADATA_DISABLED", "true"});
     } else {
-      child.env.push_back(
-          {"AWS_EC2_METADATA_SERVICE_ENDPOINT", MakeImdsTenant(options.instance_id)});
+      agent->imds_endpoint_ = MakeImdsTenant(options.instance_id);
+      for (const auto& [path, value] : options.imds_values) {
+        if (!agent->PutMetadata(path, value)) return nullptr;
+      }
+      child.env.push_back({"AWS_EC2_METADATA_SERVICE_ENDPOINT", agent->imds_endpoint_});
       child.env.push_back({"AWS_EC2_METADATA_DISABLED", "false"});
+    }
+    if (!options.aws_endpoint.empty()) {
+      child.env.push_back({"AWS_ENDPOINT_URL_EC2", options.aws_endpoint});
+      child.env.push_back({"AWS_ENDPOINT_URL_AUTO_SCALING", options.aws_endpoint});
     }
     for (const auto& kv : options.env) child.env.push_back(kv);
     for (const auto& name : options.unset_env) child.unset_env.push_back(name);
@@ -248,6 +333,22 @@ class AgentProcess {
   // The unit processes this agent started that are still alive.
   std::vector<ProcInfo> UnitProcesses() const { return ProcessesUnder(work_dir_); }
 
+  // The agent's IMDS tenant ("" with IMDS disabled).
+  const std::string& imds_endpoint() const { return imds_endpoint_; }
+  // Sets (a Spot notice, a lifecycle state) or removes an item under meta-data/ of the
+  // agent's IMDS tenant; false (and the test has failed) if the fake refused.
+  bool PutMetadata(const std::string& path, const std::string& value) {
+    return !FakeControl("PUT", imds_endpoint_ + "/_fake/meta-data/" + path, value).is_null();
+  }
+  bool DeleteMetadata(const std::string& path) {
+    return !FakeControl("DELETE", imds_endpoint_ + "/_fake/meta-data/" + path).is_null();
+  }
+  // The IMDS requests the agent made ({method, path, headers, time}), oldest first.
+  nlohmann::json ImdsRequests() const {
+    nlohmann::json requests = FakeControl("GET", imds_endpoint_ + "/_fake/requests");
+    return requests.is_array() ? requests : nlohmann::json::array();
+  }
+
   // SIGTERM (the agent releases its units), up to `deadline` to exit; true if it exited.
   bool Stop(std::chrono::milliseconds deadline = std::chrono::seconds(30)) {
     if (!child_) return true;
@@ -266,7 +367,7 @@ class AgentProcess {
 
  private:
   AgentProcess() = default;
-  std::string dir_, work_dir_, instance_id_;
+  std::string dir_, work_dir_, instance_id_, imds_endpoint_;
   std::unique_ptr<ChildProcess> child_;
 };
 
@@ -329,6 +430,12 @@ class E2EStack {
   const std::string& name() const { return name_; }
   const std::string& bucket() const { return bucket_; }
   const std::string& queue_url() const { return queue_url_; }
+  // The stack's ledger, for what `controller show` prints only to the second (attempt times).
+  std::shared_ptr<Ledger> OpenLedger() const {
+    DynamoLedgerOptions options;
+    options.table = LedgerTableName(name_);
+    return MakeDynamoLedger(db_, std::move(options), Clock::System());
+  }
 
   AgentOptions Agent(int slots = 1, const std::string& instance_id = "") const {
     AgentOptions options;

@@ -25,7 +25,6 @@
 #include <vector>
 
 #include "spotgrid/aws/aws_client.h"
-#include "spotgrid/http/curl_transport.h"
 #include "spotgrid/services/dynamodb_client.h"
 #include "spotgrid/services/s3_client.h"
 #include "spotgrid/services/sqs_client.h"

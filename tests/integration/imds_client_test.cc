@@ -6,7 +6,6 @@
 
 #include <nlohmann/json.hpp>
 
-#include "spotgrid/http/curl_transport.h"
 #include "support/client_fixture.h"
 #include "support/test_env.h"
 

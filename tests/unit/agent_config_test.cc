@@ -3,6 +3,7 @@
 // value.
 #include <gtest/gtest.h>
 
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -359,6 +360,13 @@ TEST(AgentUsageTest, ListsEveryFlagItsVariableAndDefault) {
       {"--kill-grace DURATION", "[SPOTGRID_KILL_GRACE, default: 10s]"},
       {"--poll-wait DURATION", "[SPOTGRID_POLL_WAIT, default: 20s]"},
       {"--log-level LEVEL", "[SPOTGRID_LOG_LEVEL, default: info]"},
+      {"--checkpoint-signal SIG", "[SPOTGRID_CHECKPOINT_SIGNAL, default: TERM]"},
+      {"--stop-timeout DURATION", "[SPOTGRID_STOP_TIMEOUT, default: 90s]"},
+      {"--upload-reserve DURATION", "[SPOTGRID_UPLOAD_RESERVE, default: 30s]"},
+      {"--rebalance POLICY", "[SPOTGRID_REBALANCE, default: stop-taking]"},
+      {"--spot-poll DURATION", "[SPOTGRID_SPOT_POLL, default: 5s]"},
+      {"--asg-name NAME", "[SPOTGRID_ASG_NAME, default: '' (empty)]"},
+      {"--lifecycle-hook NAME", "[SPOTGRID_LIFECYCLE_HOOK, default: '' (empty)]"},
   };
   for (const auto& [flag, source] : settings) {
     std::size_t at = usage.find("  " + flag + " ");
@@ -375,6 +383,89 @@ TEST(AgentUsageTest, ListsEveryFlagItsVariableAndDefault) {
   EXPECT_NE(usage.find("--help"), std::string::npos);
   EXPECT_NE(usage.find("--version"), std::string::npos);
   EXPECT_NE(usage.find("A flag beats the environment, which beats the file"), std::string::npos);
+}
+
+TEST_F(AgentConfigTest, DrainSettingsDefaultToSystemdsStopTimeoutAndStopTaking) {
+  auto config = Load({"--stack", "s"});
+  ASSERT_TRUE(config.ok()) << config.error().ToString();
+  EXPECT_EQ(config->checkpoint_signal, SIGTERM);
+  EXPECT_EQ(config->stop_timeout, 90s);
+  EXPECT_EQ(config->upload_reserve, 30s);
+  EXPECT_EQ(config->rebalance, RebalancePolicy::kStopTaking);
+  EXPECT_EQ(config->spot_poll, 5s);
+  EXPECT_EQ(config->asg_name, "");
+  EXPECT_EQ(config->lifecycle_hook, "");
+}
+
+TEST_F(AgentConfigTest, DrainSettingsComeFromFlagsEnvironmentAndFile) {
+  env_.Set("SPOTGRID_REBALANCE", "checkpoint");
+  env_.Set("SPOTGRID_CHECKPOINT_SIGNAL", "USR1");
+  WriteEnvFile(
+      "SPOTGRID_ASG_NAME=workers-asg\nSPOTGRID_LIFECYCLE_HOOK=drain-hook\n"
+      "SPOTGRID_SPOT_POLL=2s\n");
+  auto config = Load({"--stack", "s", "--stop-timeout", "2m", "--upload-reserve=45s"});
+  ASSERT_TRUE(config.ok()) << config.error().ToString();
+  EXPECT_EQ(config->checkpoint_signal, SIGUSR1);
+  EXPECT_EQ(config->stop_timeout, 120s);
+  EXPECT_EQ(config->upload_reserve, 45s);
+  EXPECT_EQ(config->rebalance, RebalancePolicy::kCheckpoint);
+  EXPECT_EQ(config->spot_poll, 2s);
+  EXPECT_EQ(config->asg_name, "workers-asg");
+  EXPECT_EQ(config->lifecycle_hook, "drain-hook");
+}
+
+TEST_F(AgentConfigTest, CheckpointSignalIsANameOrANumber) {
+  const std::vector<std::pair<std::string, int>> cases = {
+      {"TERM", SIGTERM},    {"INT", SIGINT},   {"HUP", SIGHUP},
+      {"USR1", SIGUSR1},    {"USR2", SIGUSR2}, {"QUIT", SIGQUIT},
+      {"SIGUSR2", SIGUSR2}, {"10", 10},        {"64", 64}};
+  for (const auto& [text, number] : cases) {
+    auto config = Load({"--stack", "s", "--checkpoint-signal", text});
+    ASSERT_TRUE(config.ok()) << text << ": " << config.error().ToString();
+    EXPECT_EQ(config->checkpoint_signal, number) << text;
+  }
+  EXPECT_EQ(SignalName(SIGUSR1), "USR1");
+  EXPECT_EQ(SignalName(40), "40");
+}
+
+TEST_F(AgentConfigTest, BadDrainSettingsNameTheFlag) {
+  const std::string signal_problem =
+      "expected TERM, INT, HUP, USR1, USR2, QUIT or a signal number 1..64 (not KILL or STOP), got ";
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"--checkpoint-signal", "KILL"}, "--checkpoint-signal: " + signal_problem + "'KILL'"},
+      {{"--checkpoint-signal", "9"}, "--checkpoint-signal: " + signal_problem + "'9'"},
+      {{"--checkpoint-signal", "65"}, "--checkpoint-signal: " + signal_problem + "'65'"},
+      {{"--checkpoint-signal", "0"}, "--checkpoint-signal: " + signal_problem + "'0'"},
+      {{"--stop-timeout", "5s"}, "--stop-timeout: expected a duration from 10s to 1h, got '5s'"},
+      {{"--upload-reserve", "2h"}, "--upload-reserve: expected a duration from 0s to 1h, got '2h'"},
+      {{"--rebalance", "panic"},
+       "--rebalance: expected ignore, stop-taking or checkpoint, got 'panic'"},
+      {{"--spot-poll", "0"}, "--spot-poll: expected a duration from 1s to 1h, got '0'"},
+      {{"--asg-name", "my group"},
+       "--asg-name: expected a group name (1..255 characters, no blanks), got 'my group'"},
+      {{"--lifecycle-hook", "a\tb"},
+       "--lifecycle-hook: expected a hook name (1..255 characters, no blanks), got 'a\tb'"},
+  };
+  for (const auto& [extra, message] : cases) {
+    std::vector<std::string> args = {"--stack", "s"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    EXPECT_EQ(LoadError(args), message);
+  }
+}
+
+TEST_F(AgentConfigTest, UploadReserveMustLeaveAGracePeriodWithinTheStopTimeout) {
+  std::string error =
+      LoadError({"--stack", "s", "--stop-timeout", "30s", "--upload-reserve", "25s"});
+  EXPECT_NE(error.find("--upload-reserve 25s leaves no grace period within --stop-timeout 30s"),
+            std::string::npos)
+      << error;
+  EXPECT_TRUE(Load({"--stack", "s", "--stop-timeout", "30s", "--upload-reserve", "24s"}).ok());
+}
+
+TEST(RebalancePolicyTest, NamesMatchTheFlagValues) {
+  EXPECT_EQ(ToString(RebalancePolicy::kIgnore), "ignore");
+  EXPECT_EQ(ToString(RebalancePolicy::kStopTaking), "stop-taking");
+  EXPECT_EQ(ToString(RebalancePolicy::kCheckpoint), "checkpoint");
 }
 
 TEST(DrainActionTest, NamesMatchTheFlagValues) {

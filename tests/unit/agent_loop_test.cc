@@ -18,7 +18,9 @@
 
 #include "agent/agent.h"
 #include "agent/unit_runner.h"
+#include "support/fake_autoscaling.h"
 #include "support/fake_clock.h"
+#include "support/fake_instance_metadata.h"
 #include "support/fake_s3.h"
 #include "support/fake_sqs.h"
 #include "support/fake_unit_leases.h"
@@ -27,7 +29,9 @@
 namespace spotgrid::agent {
 namespace {
 
+using spotgrid::testing::FakeAutoScaling;
 using spotgrid::testing::FakeClock;
+using spotgrid::testing::FakeInstanceMetadata;
 using spotgrid::testing::FakeS3;
 using spotgrid::testing::FakeSqs;
 using spotgrid::testing::FakeUnitLeases;
@@ -68,37 +72,6 @@ class RecordingNotifier final : public Notifier {
   }
   mutable std::mutex mu_;
   std::vector<std::string> events_;
-};
-
-class FakeAutoScaling final : public AutoScaling {
- public:
-  std::vector<std::string> group_members;
-  std::vector<std::pair<std::string, bool>> terminated;
-  Result<ScalingActivity> TerminateInstanceInAutoScalingGroup(const std::string& id,
-                                                              bool decrement) override {
-    terminated.emplace_back(id, decrement);
-    return ScalingActivity{};
-  }
-  Status SetInstanceProtection(const std::string&, const std::vector<std::string>&, bool) override {
-    return Status::Ok();
-  }
-  Result<std::vector<AutoScalingInstance>> DescribeAutoScalingInstances(
-      const std::vector<std::string>& ids) override {
-    std::vector<AutoScalingInstance> out;
-    for (const std::string& id : ids) {
-      if (std::find(group_members.begin(), group_members.end(), id) != group_members.end()) {
-        AutoScalingInstance instance;
-        instance.instance_id = id;
-        instance.auto_scaling_group_name = "workers";
-        out.push_back(instance);
-      }
-    }
-    return out;
-  }
-  Status CompleteLifecycleAction(const LifecycleActionRef&, LifecycleActionResult) override {
-    return Status::Ok();
-  }
-  Status RecordLifecycleActionHeartbeat(const LifecycleActionRef&) override { return Status::Ok(); }
 };
 
 class FakeEc2 final : public Ec2 {
@@ -163,6 +136,7 @@ class AgentLoopTest : public ::testing::Test {
     deps.s3 = s3_;
     deps.autoscaling = autoscaling_;
     deps.ec2 = ec2_;
+    deps.imds = imds_;
     deps.identity = identity_;
     deps.notifier = &notifier_;
     deps.clock = &clock_;
@@ -251,6 +225,7 @@ class AgentLoopTest : public ::testing::Test {
   std::shared_ptr<FakeS3> s3_ = std::make_shared<FakeS3>();
   std::shared_ptr<FakeAutoScaling> autoscaling_;
   std::shared_ptr<FakeEc2> ec2_;
+  std::shared_ptr<FakeInstanceMetadata> imds_ = std::make_shared<FakeInstanceMetadata>();
   RecordingNotifier notifier_;
   WorkerIdentity identity_;
   StackInfo stack_;
@@ -663,15 +638,19 @@ TEST_F(AgentLoopTest, IdleTerminatesThroughTheAutoScalingGroup) {
   config_.idle_shutdown = seconds(60);
   identity_.on_ec2 = true;
   autoscaling_ = std::make_shared<FakeAutoScaling>();
-  autoscaling_->group_members = {"i-test"};
+  autoscaling_->AddToGroup("i-test", "workers");
   ec2_ = std::make_shared<FakeEc2>();
   StartAgent();
   ASSERT_TRUE(WaitUntil([&] { return sqs_->CallCount("ReceiveMessage") >= 2; }, kDeadline));
   clock_.Advance(seconds(61));
   ASSERT_TRUE(WaitUntil([&] { return AgentReturned(); }, kDeadline));
   EXPECT_EQ(*JoinAgent(), AgentExit::kTerminated);
-  EXPECT_EQ(autoscaling_->terminated,
-            (std::vector<std::pair<std::string, bool>>{{"i-test", true}}));
+  // The group is looked up once at start; the drained agent terminates through it once,
+  // shrinking it.
+  EXPECT_EQ(autoscaling_->Calls(),
+            (std::vector<FakeAutoScaling::Call>{
+                {"DescribeAutoScalingInstances", "i-test"},
+                {"TerminateInstanceInAutoScalingGroup", "i-test decrement=true"}}));
   EXPECT_TRUE(ec2_->terminated.empty());
 }
 
@@ -687,7 +666,9 @@ TEST_F(AgentLoopTest, IdleTerminatesDirectlyOutsideAnAutoScalingGroup) {
   ASSERT_TRUE(WaitUntil([&] { return AgentReturned(); }, kDeadline));
   EXPECT_EQ(*JoinAgent(), AgentExit::kTerminated);
   EXPECT_EQ(ec2_->terminated, std::vector<std::string>{"i-test"});
-  EXPECT_TRUE(autoscaling_->terminated.empty());
+  // Outside a group, the start-up lookup is the only Auto Scaling call.
+  EXPECT_EQ(autoscaling_->Calls(),
+            (std::vector<FakeAutoScaling::Call>{{"DescribeAutoScalingInstances", "i-test"}}));
 }
 
 TEST_F(AgentLoopTest, MissingStackTableIsNamedAtStart) {
@@ -793,6 +774,342 @@ TEST_F(AgentLoopTest, StopIsNoticedWhileAllSlotsAreBusy) {
   StopAgent();  // the main loop waits for a free slot, not on the queue
   EXPECT_TRUE(ProcessGone(pid));
   EXPECT_EQ(StateOf("j", "u0"), UnitState::kQueued);
+}
+
+// --- interruptions and drain ---------------------------------------------------------------
+
+// A Spot worker whose instance metadata the test controls. The fake clock moves only when the
+// test moves it, so every deadline below is exact: the agent's Run() must return, with its
+// units released, before the clock reaches D.
+class AgentDrainTest : public AgentLoopTest {
+ protected:
+  void SetUp() override {
+    AgentLoopTest::SetUp();
+    identity_.on_ec2 = true;
+    identity_.spot = true;
+    config_.spot_poll = seconds(5);
+    config_.stop_timeout = seconds(90);
+    config_.upload_reserve = seconds(30);
+  }
+
+  // A notice for `in` from now, seen at the next poll (one spot-poll from now); returns D.
+  Clock::MonoTime NoticeIn(seconds in) {
+    WaitForFirstPoll();
+    imds_->SetSpotInstanceAction(SpotInstanceActionNotice{"terminate", clock_.Now() + in});
+    const Clock::MonoTime deadline = clock_.Monotonic() + in - seconds(5);
+    clock_.Advance(config_.spot_poll);
+    return deadline;
+  }
+
+  // The watch asks at once on start; waiting for that keeps a notice the test sets from being
+  // seen before the clock moves.
+  void WaitForFirstPoll() {
+    ASSERT_TRUE(WaitUntil([&] { return imds_->Reads("TargetLifecycleState") >= 1; }, kDeadline));
+    if (identity_.spot && config_.rebalance != RebalancePolicy::kIgnore) {
+      ASSERT_TRUE(
+          WaitUntil([&] { return imds_->Reads("RebalanceRecommendation") >= 1; }, kDeadline));
+    }
+  }
+
+  bool Draining() {
+    auto events = notifier_.events();
+    return std::find(events.begin(), events.end(), "STOPPING") != events.end();
+  }
+
+  // Run() returned kStopped; the caller checks when.
+  void ExpectStopped() {
+    ASSERT_TRUE(WaitUntil([&] { return AgentReturned(); }, kDeadline));
+    auto exit = JoinAgent();
+    ASSERT_TRUE(exit.ok()) << exit.error().ToString();
+    EXPECT_EQ(*exit, AgentExit::kStopped);
+  }
+
+  void ExpectReleasedInterrupted(const std::string& message_id) {
+    auto unit = ledger_->Unit("j", "u0");
+    ASSERT_TRUE(unit);
+    EXPECT_EQ(unit->state, UnitState::kQueued);
+    EXPECT_EQ(unit->interruptions, 1);
+    EXPECT_EQ(unit->failures, 0);
+    EXPECT_EQ(unit->attempts.at(0).reason, "interrupted");
+    EXPECT_FALSE(MessageDeleted(message_id));
+    ASSERT_FALSE(sqs_->VisibilityChanges().empty());
+    EXPECT_EQ(sqs_->VisibilityChanges().back(), std::make_pair(message_id, 0));
+    EXPECT_TRUE(sqs_->Message(queue_url_, message_id)->visible);
+  }
+
+  // The index in FakeS3's write log of the first write under `prefix`; -1 if none.
+  int FirstWrite(const std::string& prefix) {
+    auto writes = s3_->Writes();
+    for (std::size_t i = 0; i < writes.size(); ++i) {
+      if (writes[i].key.rfind(prefix, 0) == 0) return static_cast<int>(i);
+    }
+    return -1;
+  }
+
+  // A command that checkpoints on SIGTERM and exits 143, as a well-behaved unit does.
+  std::string CheckpointingCommand() const {
+    return "trap 'echo step7 > \"$SPOTGRID_CHECKPOINT_DIR/state\"; exit 143' TERM; "
+           "echo out > \"$SPOTGRID_OUTPUT_DIR/partial\"; echo $$ > " +
+           Marker("pid") + "; while :; do sleep 0.05; done";
+  }
+  // A command that notes every SIGTERM and goes on.
+  std::string StubbornCommand() const {
+    return "trap 'echo term >> " + Marker("signals") + "' TERM; echo $$ > " + Marker("pid") +
+           "; while :; do sleep 0.05; done";
+  }
+};
+
+TEST_F(AgentDrainTest, SpotNoticeMidUnitCheckpointsReleasesUncountedAndEndsBeforeTheDeadline) {
+  AddJob("j", {CheckpointingCommand()});
+  std::string id = Send("j", "u0");
+  StartAgent();
+  pid_t pid = WaitForPid(Marker("pid"));
+  ASSERT_GT(pid, 0);
+  const Clock::MonoTime deadline = NoticeIn(seconds(120));
+  ExpectStopped();
+  EXPECT_LT(clock_.Monotonic(), deadline);
+  EXPECT_TRUE(ProcessGone(pid));
+  EXPECT_EQ(s3_->Object("bucket", "p/j/u0/checkpoint/state"), "step7\n");
+  ExpectReleasedInterrupted(id);
+  EXPECT_NE(ledger_->Unit("j", "u0")->attempts.at(0).error.find("Spot interruption notice"),
+            std::string::npos);
+  EXPECT_EQ(ledger_->Calls(Op::kFinishUnit), 0);
+  EXPECT_EQ(ledger_->Worker("i-test")->state, "ended");
+}
+
+TEST_F(AgentDrainTest, DrainUploadsCheckpointBeforeOutputsBeforeLogs) {
+  AddJob("j", {"echo started; " + CheckpointingCommand()});
+  Send("j", "u0");
+  StartAgent();
+  ASSERT_GT(WaitForPid(Marker("pid")), 0);
+  ASSERT_TRUE(s3_->Writes().empty());  // no periodic sync yet: the drain's sync is the first
+  agent_->RequestStop();
+  ExpectStopped();
+  const int checkpoint = FirstWrite("p/j/u0/checkpoint/");
+  const int output = FirstWrite("p/j/u0/output/");
+  const int logs = FirstWrite("p/j/u0/logs/");
+  ASSERT_GE(checkpoint, 0);
+  EXPECT_LT(checkpoint, output);
+  EXPECT_LT(output, logs);
+  EXPECT_EQ(s3_->Object("bucket", "p/j/u0/output/partial"), "out\n");
+  EXPECT_EQ(s3_->Object("bucket", "p/j/u0/logs/1/stdout.log"), "started\n");
+}
+
+TEST_F(AgentDrainTest, CommandIgnoringTheSignalIsKilledAtGraceEndAndStillReleasedBeforeD) {
+  AddJob("j", {StubbornCommand()});
+  std::string id = Send("j", "u0");
+  StartAgent();
+  pid_t pid = WaitForPid(Marker("pid"));
+  ASSERT_GT(pid, 0);
+  // D = +55 s, G = D - 30 s = +25 s, R = D - 3 s; the notice is seen at +5 s.
+  const Clock::MonoTime deadline = NoticeIn(seconds(60));
+  ASSERT_TRUE(WaitUntil([&] { return ReadFile(Marker("signals")) == "term\n"; }, kDeadline));
+  clock_.Advance(seconds(19));  // +24 s
+  EXPECT_FALSE(WaitUntil([&] { return ProcessGone(pid); }, milliseconds(200)));
+  EXPECT_FALSE(AgentReturned());
+  clock_.Advance(seconds(2));  // +26 s: past G
+  ASSERT_TRUE(WaitUntil([&] { return ProcessGone(pid); }, kDeadline));
+  ExpectStopped();
+  EXPECT_LT(clock_.Monotonic(), deadline);
+  EXPECT_EQ(ReadFile(Marker("signals")), "term\n");  // one checkpoint signal, then SIGKILL
+  ExpectReleasedInterrupted(id);
+}
+
+TEST_F(AgentDrainTest, CommandExitingZeroWithinTheGraceFinishesSucceeded) {
+  AddJob("j", {"trap 'echo final > \"$SPOTGRID_OUTPUT_DIR/result\"; exit 0' TERM; echo $$ > " +
+               Marker("pid") + "; while :; do sleep 0.05; done"});
+  std::string id = Send("j", "u0");
+  StartAgent();
+  ASSERT_GT(WaitForPid(Marker("pid")), 0);
+  agent_->RequestStop();
+  ExpectStopped();
+  EXPECT_EQ(StateOf("j", "u0"), UnitState::kSucceeded);
+  EXPECT_TRUE(MessageDeleted(id));
+  EXPECT_EQ(s3_->Object("bucket", "p/j/u0/output/result"), "final\n");
+  EXPECT_EQ(ledger_->Calls(Op::kFinishUnit), 1);
+  EXPECT_EQ(ledger_->Calls(Op::kReleaseUnit), 0);
+  EXPECT_EQ(ledger_->Counts("j").succeeded, 1);
+}
+
+TEST_F(AgentDrainTest, SecondStopRequestNeitherRestartsTheDrainNorMovesItsDeadline) {
+  AddJob("j", {StubbornCommand()});
+  std::string id = Send("j", "u0");
+  StartAgent();
+  pid_t pid = WaitForPid(Marker("pid"));
+  ASSERT_GT(pid, 0);
+  agent_->RequestStop();  // D = +85 s, G = +55 s
+  ASSERT_TRUE(WaitUntil([&] { return ReadFile(Marker("signals")) == "term\n"; }, kDeadline));
+  clock_.Advance(seconds(10));
+  agent_->RequestStop();  // would give G = +65 s if it counted
+  clock_.Advance(seconds(46));
+  ASSERT_TRUE(WaitUntil([&] { return ProcessGone(pid); }, kDeadline));
+  ExpectStopped();
+  EXPECT_EQ(ReadFile(Marker("signals")), "term\n");
+  auto events = notifier_.events();
+  EXPECT_EQ(std::count(events.begin(), events.end(), "STOPPING"), 1);
+  ExpectReleasedInterrupted(id);
+}
+
+TEST_F(AgentDrainTest, NoticeSeenAfterItsDeadlineWritesNothingAndLeavesTheLease) {
+  AddJob("j", {StubbornCommand()});
+  std::string id = Send("j", "u0");
+  StartAgent();
+  pid_t pid = WaitForPid(Marker("pid"));
+  ASSERT_GT(pid, 0);
+  NoticeIn(seconds(4));  // seen 1 s after its time: D lies 6 s in the past
+  ASSERT_TRUE(WaitUntil([&] { return ProcessGone(pid); }, kDeadline));
+  ExpectStopped();
+  EXPECT_EQ(ledger_->Calls(Op::kReleaseUnit), 0);
+  EXPECT_EQ(ledger_->Calls(Op::kFinishUnit), 0);
+  EXPECT_TRUE(sqs_->VisibilityChanges().empty());
+  EXPECT_FALSE(MessageDeleted(id));
+  EXPECT_EQ(StateOf("j", "u0"), UnitState::kRunning);  // until its lease runs out
+}
+
+TEST_F(AgentDrainTest, RebalanceStopTakingKeepsTheRunningUnitAndTakesNoNewMessage) {
+  AddJob("j", {"echo $$ > " + Marker("pid") + "; while [ ! -e " + Marker("go") +
+                   " ]; do sleep 0.01; done",
+               "echo ran >> " + Marker("u1-runs")});
+  Send("j", "u0");
+  StartAgent();
+  pid_t pid = WaitForPid(Marker("pid"));
+  ASSERT_GT(pid, 0);
+  WaitForFirstPoll();
+  imds_->SetRebalance(RebalanceNotice{clock_.Now()});
+  clock_.Advance(config_.spot_poll);
+  ASSERT_TRUE(WaitUntil([&] { return imds_->Reads("RebalanceRecommendation") == 2; }, kDeadline));
+  clock_.Advance(config_.spot_poll);  // the next round starts once the notice was handled
+  ASSERT_TRUE(WaitUntil([&] { return imds_->Reads("SpotInstanceAction") == 3; }, kDeadline));
+  Send("j", "u1");
+  EXPECT_FALSE(WaitUntil([&] { return ProcessGone(pid); }, milliseconds(200)));
+  std::ofstream(Marker("go")).close();
+  ASSERT_TRUE(WaitForState("j", "u0", UnitState::kSucceeded));
+  EXPECT_FALSE(WaitUntil([&] { return ledger_->Calls(Op::kClaimUnit) > 1; }, milliseconds(300)));
+  EXPECT_FALSE(std::filesystem::exists(Marker("u1-runs")));
+  EXPECT_FALSE(AgentReturned());
+  EXPECT_FALSE(Draining());
+  StopAgent();
+  EXPECT_EQ(ledger_->Calls(Op::kClaimUnit), 1);
+  EXPECT_EQ(ledger_->Unit("j", "u0")->interruptions, 0);
+}
+
+TEST_F(AgentDrainTest, RebalanceCheckpointDrainsAsForAStop) {
+  config_.rebalance = RebalancePolicy::kCheckpoint;
+  AddJob("j", {CheckpointingCommand()});
+  std::string id = Send("j", "u0");
+  StartAgent();
+  ASSERT_GT(WaitForPid(Marker("pid")), 0);
+  WaitForFirstPoll();
+  imds_->SetRebalance(RebalanceNotice{clock_.Now()});
+  clock_.Advance(config_.spot_poll);
+  ExpectStopped();
+  EXPECT_EQ(s3_->Object("bucket", "p/j/u0/checkpoint/state"), "step7\n");
+  ExpectReleasedInterrupted(id);
+}
+
+TEST_F(AgentDrainTest, ScaleInProtectionIsSetWhenBusyAndClearedWhenIdle) {
+  autoscaling_ = std::make_shared<FakeAutoScaling>();
+  autoscaling_->AddToGroup("i-test", "workers");
+  auto wait_for_go = [&](const std::string& go) {
+    return "echo $$ > " + Marker("pid-" + go) + "; while [ ! -e " + Marker(go) +
+           " ]; do sleep 0.01; done";
+  };
+  AddJob("j", {wait_for_go("go1"), wait_for_go("go1"), wait_for_go("go2")});
+  Send("j", "u0");
+  Send("j", "u1");
+  StartAgent();
+  ASSERT_TRUE(WaitUntil([&] { return ledger_->Calls(Op::kClaimUnit) == 2; }, kDeadline));
+  ASSERT_TRUE(
+      WaitUntil([&] { return autoscaling_->CallCount("SetInstanceProtection") == 1; }, kDeadline));
+  std::ofstream(Marker("go1")).close();
+  ASSERT_TRUE(WaitForState("j", "u0", UnitState::kSucceeded));
+  ASSERT_TRUE(WaitForState("j", "u1", UnitState::kSucceeded));
+  ASSERT_TRUE(
+      WaitUntil([&] { return autoscaling_->CallCount("SetInstanceProtection") == 2; }, kDeadline));
+  Send("j", "u2");
+  ASSERT_GT(WaitForPid(Marker("pid-go2")), 0);
+  ASSERT_TRUE(
+      WaitUntil([&] { return autoscaling_->CallCount("SetInstanceProtection") == 3; }, kDeadline));
+  std::ofstream(Marker("go2")).close();
+  ASSERT_TRUE(WaitForState("j", "u2", UnitState::kSucceeded));
+  ASSERT_TRUE(
+      WaitUntil([&] { return autoscaling_->CallCount("SetInstanceProtection") == 4; }, kDeadline));
+  StopAgent();
+  EXPECT_EQ(autoscaling_->Calls(),
+            (std::vector<FakeAutoScaling::Call>{
+                {"DescribeAutoScalingInstances", "i-test"},
+                {"SetInstanceProtection", "workers i-test protected=true"},
+                {"SetInstanceProtection", "workers i-test protected=false"},
+                {"SetInstanceProtection", "workers i-test protected=true"},
+                {"SetInstanceProtection", "workers i-test protected=false"}}));
+}
+
+TEST_F(AgentDrainTest, FailedProtectionCallIsLoggedAndTheUnitStillRuns) {
+  autoscaling_ = std::make_shared<FakeAutoScaling>();
+  autoscaling_->AddToGroup("i-test", "workers");
+  Error throttled;
+  throttled.category = ErrorCategory::kThrottled;
+  throttled.service = "AutoScaling";
+  throttled.message = "Rate exceeded";
+  autoscaling_->FailNext("SetInstanceProtection", throttled);
+  AddJob("j", {"echo data > \"$SPOTGRID_OUTPUT_DIR/out\""});
+  Send("j", "u0");
+  StartAgent();
+  ASSERT_TRUE(WaitForState("j", "u0", UnitState::kSucceeded));
+  StopAgent();
+  EXPECT_EQ(s3_->Object("bucket", "p/j/u0/output/out"), "data\n");
+}
+
+TEST_F(AgentDrainTest, LifecycleTerminationHeartbeatsWhileDrainingThenCompletesWithContinue) {
+  identity_.spot = false;  // an On-Demand worker in a group is scaled in the same way
+  config_.lifecycle_hook = "drain-hook";
+  autoscaling_ = std::make_shared<FakeAutoScaling>();
+  autoscaling_->AddToGroup("i-test", "workers");
+  AddJob("j", {StubbornCommand()});
+  std::string id = Send("j", "u0");
+  StartAgent();
+  pid_t pid = WaitForPid(Marker("pid"));
+  ASSERT_GT(pid, 0);
+  WaitForFirstPoll();
+  imds_->SetTargetLifecycleState("Terminated");
+  clock_.Advance(config_.spot_poll);  // D = +85 s, G = +55 s from here
+  ASSERT_TRUE(WaitUntil(
+      [&] { return autoscaling_->CallCount("RecordLifecycleActionHeartbeat") == 1; }, kDeadline));
+  ASSERT_TRUE(WaitUntil([&] { return ReadFile(Marker("signals")) == "term\n"; }, kDeadline));
+  clock_.Advance(seconds(30));
+  ASSERT_TRUE(WaitUntil(
+      [&] { return autoscaling_->CallCount("RecordLifecycleActionHeartbeat") == 2; }, kDeadline));
+  EXPECT_EQ(autoscaling_->CallCount("CompleteLifecycleAction"), 0);
+  clock_.Advance(seconds(26));  // past G
+  ExpectStopped();
+  EXPECT_TRUE(ProcessGone(pid));
+  ExpectReleasedInterrupted(id);
+  auto calls = autoscaling_->Calls();
+  ASSERT_FALSE(calls.empty());
+  EXPECT_EQ(calls.back(), (FakeAutoScaling::Call{"CompleteLifecycleAction",
+                                                 "workers drain-hook i-test CONTINUE"}));
+  EXPECT_EQ(autoscaling_->CallCount("CompleteLifecycleAction"), 1);
+  EXPECT_EQ(autoscaling_->Calls("RecordLifecycleActionHeartbeat").front().detail,
+            "workers drain-hook i-test");
+  EXPECT_EQ(ledger_->Worker("i-test")->state, "ended");
+}
+
+TEST_F(AgentDrainTest, LifecycleTerminationWithoutAHookDrainsWithoutLifecycleCalls) {
+  autoscaling_ = std::make_shared<FakeAutoScaling>();
+  config_.asg_name = "workers";  // named: no lookup
+  imds_->SetTargetLifecycleState("Terminated");
+  StartAgent();
+  ExpectStopped();
+  EXPECT_TRUE(autoscaling_->Calls().empty());
+}
+
+TEST_F(AgentDrainTest, OffEc2NoInstanceMetadataIsAsked) {
+  identity_.on_ec2 = false;
+  StartAgent();
+  ASSERT_TRUE(WaitUntil([&] { return sqs_->CallCount("ReceiveMessage") >= 2; }, kDeadline));
+  StopAgent();
+  EXPECT_EQ(imds_->Reads("SpotInstanceAction"), 0);
+  EXPECT_EQ(imds_->Reads("TargetLifecycleState"), 0);
 }
 
 }  // namespace

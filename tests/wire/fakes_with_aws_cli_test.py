@@ -11,6 +11,7 @@ import json
 import os
 import random
 import subprocess
+import time
 import unittest
 import urllib.error
 import urllib.request
@@ -126,6 +127,17 @@ class ImdsFakeWithAwsCliTest(unittest.TestCase):
         self.assertLess(log.index(puts[0]), log.index(gets[0]))
         for get in gets:
             self.assertTrue(get["headers"].get("x-aws-ec2-metadata-token"), get)
+
+    def test_request_log_stamps_each_request_with_its_arrival_time(self):
+        before = time.time()
+        hdr = {"X-aws-ec2-metadata-token": self.token()}
+        self.assertEqual(http("GET", self.base + "/latest/meta-data/instance-id", headers=hdr),
+                         (200, INSTANCE))
+        after = time.time()
+        times = [r["time"] for r in self.requests()]
+        self.assertEqual(len(times), 2, times)
+        self.assertEqual(times, sorted(times))
+        self.assertTrue(before <= times[0] and times[-1] <= after, (before, times, after))
 
     def test_tokenless_get_is_refused_with_401(self):
         status, _ = http("GET", self.base + "/latest/meta-data/instance-id")
@@ -353,6 +365,19 @@ class AwsFakeWithAwsCliTest(unittest.TestCase):
         self.assertEqual(status, 400)
         self.assertIn("<Code>ValidationError</Code>", body)
         self.assertIn("<ErrorResponse", body)
+
+    def test_calls_are_stamped_with_their_arrival_time_in_order(self):
+        before = time.time()
+        self.cli("autoscaling", "set-instance-protection", "--instance-ids", INSTANCE,
+                 "--auto-scaling-group-name", "workers", "--protected-from-scale-in")
+        middle = time.time()
+        self.cli("autoscaling", "set-instance-protection", "--instance-ids", INSTANCE,
+                 "--auto-scaling-group-name", "workers", "--no-protected-from-scale-in")
+        after = time.time()
+        calls = self.calls()
+        self.assertEqual([c["params"]["ProtectedFromScaleIn"] for c in calls], ["true", "false"])
+        self.assertTrue(before <= calls[0]["time"] <= middle, (before, calls, middle))
+        self.assertTrue(middle <= calls[1]["time"] <= after, (middle, calls, after))
 
     def test_tenants_are_isolated(self):
         self.cli("ec2", "terminate-instances", "--instance-ids", INSTANCE)

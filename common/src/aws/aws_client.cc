@@ -301,6 +301,7 @@ Result<HttpResponse> AwsClient::Send(const AwsRequest& request) {
     http.body_file = request.body_file;
     http.response_file = request.response_file;
     http.timeout = request.timeout;
+    http.stop = request.stop;
     http.headers.emplace_back("host", url.Authority());
     for (const auto& header : request.headers) {
       if (FindHeader({{header.first, ""}}, "host")) continue;  // host is the endpoint's

@@ -3,7 +3,7 @@
 #include <utility>
 
 #include "spotgrid/aws/aws_client.h"
-#include "spotgrid/http/curl_transport.h"
+#include "spotgrid/http/http1_transport.h"
 #include "spotgrid/services/imds_client.h"
 
 namespace spotgrid {
@@ -20,7 +20,7 @@ Result<std::shared_ptr<AwsContext>> AwsContext::Create(AwsContextOptions options
   const Environment& env = options.env != nullptr ? *options.env : Environment::Process();
   Clock& clock = options.clock != nullptr ? *options.clock : Clock::System();
   std::shared_ptr<HttpTransport> transport =
-      options.transport != nullptr ? options.transport : MakeCurlTransport();
+      options.transport != nullptr ? options.transport : MakeHttp1Transport();
 
   auto profiles = ProfileFiles::Load(env);
   if (!profiles.ok()) return profiles.error();

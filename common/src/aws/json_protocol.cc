@@ -7,7 +7,7 @@ namespace spotgrid {
 
 Result<nlohmann::json> CallJson(AwsClient& client, std::string_view target_prefix,
                                 std::string_view operation, const nlohmann::json& body,
-                                std::chrono::milliseconds timeout) {
+                                std::chrono::milliseconds timeout, const StopSource* stop) {
   std::string encoded;
   try {
     encoded = body.is_null() ? "{}" : body.dump();
@@ -16,12 +16,12 @@ Result<nlohmann::json> CallJson(AwsClient& client, std::string_view target_prefi
     return InvalidRequestError(client.service(), operation,
                                std::string("request is not valid JSON: ") + e.what());
   }
-  return CallJsonEncoded(client, target_prefix, operation, std::move(encoded), timeout);
+  return CallJsonEncoded(client, target_prefix, operation, std::move(encoded), timeout, stop);
 }
 
 Result<HttpResponse> SendJsonEncoded(AwsClient& client, std::string_view target_prefix,
                                      std::string_view operation, std::string body,
-                                     std::chrono::milliseconds timeout) {
+                                     std::chrono::milliseconds timeout, const StopSource* stop) {
   AwsRequest request;
   request.operation = std::string(operation);
   // method POST and path "/" are AwsRequest's defaults.
@@ -32,6 +32,7 @@ Result<HttpResponse> SendJsonEncoded(AwsClient& client, std::string_view target_
                      {"x-amz-target", std::move(target)}};
   request.body = std::move(body);
   request.timeout = timeout;
+  request.stop = stop;
   return client.Send(request);
 }
 
@@ -45,9 +46,9 @@ Error NotJsonObjectError(const ServiceInfo& service, std::string_view operation,
 
 Result<nlohmann::json> CallJsonEncoded(AwsClient& client, std::string_view target_prefix,
                                        std::string_view operation, std::string body,
-                                       std::chrono::milliseconds timeout) {
+                                       std::chrono::milliseconds timeout, const StopSource* stop) {
   Result<HttpResponse> response =
-      SendJsonEncoded(client, target_prefix, operation, std::move(body), timeout);
+      SendJsonEncoded(client, target_prefix, operation, std::move(body), timeout, stop);
   if (!response.ok()) return response.error();
   if (response->body.empty()) return nlohmann::json::object();
   nlohmann::json result =

@@ -81,7 +81,15 @@ struct Transfer {
   bool decided_sink = false;
   bool to_file = false;
   std::string write_error;
+
+  const StopSource* stop = nullptr;
 };
+
+// curl calls this at least once a second while a transfer waits, so a stop is noticed within
+// a second even in the middle of a long poll.
+int ProgressCallback(void* userdata, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
+  return static_cast<Transfer*>(userdata)->stop->Requested() ? 1 : 0;
+}
 
 std::size_t ReadCallback(char* buffer, std::size_t size, std::size_t nitems, void* userdata) {
   auto* t = static_cast<Transfer*>(userdata);
@@ -394,6 +402,12 @@ Result<HttpResponse> CurlTransport::Send(const HttpRequest& request) {
   curl_easy_setopt(h, CURLOPT_HEADERDATA, &t);
   curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, &WriteCallback);
   curl_easy_setopt(h, CURLOPT_WRITEDATA, &t);
+  if (request.stop != nullptr) {
+    t.stop = request.stop;
+    curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, &ProgressCallback);
+    curl_easy_setopt(h, CURLOPT_XFERINFODATA, &t);
+  }
 
   CURLcode rc = curl_easy_perform(h);
 
@@ -424,6 +438,9 @@ Result<HttpResponse> CurlTransport::Send(const HttpRequest& request) {
   }
   if (!t.write_error.empty()) {
     return TransportError(ErrorCategory::kIo, "ResponseWriteFailed", t.write_error);
+  }
+  if (rc == CURLE_ABORTED_BY_CALLBACK && t.stop != nullptr && t.stop->Requested()) {
+    return TransportError(ErrorCategory::kCancelled, "Cancelled", "cancelled by shutdown");
   }
   if (rc != CURLE_OK) return FromCurlCode(rc, errbuf);
 

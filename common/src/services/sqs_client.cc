@@ -602,7 +602,8 @@ Result<std::vector<SqsMessage>> SqsClient::ReceiveMessage(const std::string& que
   // The HTTP timeout of a long poll must be above its wait.
   auto response =
       CallJson(*client_, kTargetPrefix, "ReceiveMessage", EncodeReceiveMessage(queue_url, request),
-               std::chrono::seconds(request.wait_seconds) + options_.long_poll_timeout_margin);
+               std::chrono::seconds(request.wait_seconds) + options_.long_poll_timeout_margin,
+               request.stop);
   if (!response.ok()) return response.error();
   std::vector<SqsMessage> messages;
   const json& doc = *response;

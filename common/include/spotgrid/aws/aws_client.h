@@ -99,7 +99,8 @@ struct AwsRequest {
                                        // hashed on http (no TLS to protect it)
   std::string response_file;           // stream a 2xx body to this file
   std::chrono::milliseconds timeout{0};
-  // Raised by shutdown: a retry backoff in progress ends at once with a kCancelled error.
+  // Raised by shutdown: the exchange in flight, or a retry backoff, ends at once with a
+  // kCancelled error.
   const StopSource* stop = nullptr;
   // Override the endpoint host (S3 virtual-hosted style: "<bucket>.s3.<region>...").
   std::string host_override;

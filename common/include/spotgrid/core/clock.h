@@ -20,15 +20,25 @@ namespace spotgrid {
 // handler must not call it: handlers set an atomic flag that a normal thread forwards here.
 class StopSource {
  public:
+  StopSource() = default;
+  ~StopSource();
+  StopSource(const StopSource&) = delete;
+  StopSource& operator=(const StopSource&) = delete;
+
   void Request();
   bool Requested() const { return requested_.load(std::memory_order_acquire); }
   // Waits until Request() or until `timeout` has passed; returns Requested().
   bool WaitFor(std::chrono::nanoseconds timeout) const;
+  // A file descriptor that polls readable once Request() has been called, for waits on I/O
+  // (a long poll blocked in poll() wakes at once instead of after its 20 s). Created on first
+  // use and owned by the source; -1 if the system refused one (then callers poll in slices).
+  int WakeFd() const;
 
  private:
   std::atomic<bool> requested_{false};
   mutable std::mutex mu_;
   mutable std::condition_variable cv_;
+  mutable int wake_fd_ = -1;  // guarded by mu_
 };
 
 class Clock {

@@ -17,6 +17,7 @@
 #include <utility>
 #include <vector>
 
+#include "spotgrid/core/clock.h"
 #include "spotgrid/core/status.h"
 
 namespace spotgrid {
@@ -49,6 +50,9 @@ struct HttpRequest {
   // Abort when fewer than low_speed_bytes per second flow for low_speed_time.
   long low_speed_bytes = 1;
   std::chrono::seconds low_speed_time{30};
+  // When raised, the exchange is abandoned promptly (its connection is closed) and Send()
+  // returns Error{kCancelled, "Cancelled"}: shutdown never waits for a 20 s long poll.
+  const StopSource* stop = nullptr;
 };
 
 struct HttpResponse {

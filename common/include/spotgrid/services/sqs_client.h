@@ -97,6 +97,9 @@ struct ReceiveRequest {
   int wait_seconds = 20;
   std::optional<int> visibility_timeout;  // seconds; queue default when absent
   std::vector<std::string> system_attribute_names = {"ApproximateReceiveCount"};
+  // Raised by shutdown: the long poll returns at once with a kCancelled error (messages the
+  // service may have handed out meanwhile come back after their visibility timeout).
+  const StopSource* stop = nullptr;
 };
 
 struct VisibilityEntry {

@@ -1,0 +1,1109 @@
+// Both HttpTransports (CurlTransport and Http1Transport) against real servers: s3rver for
+// streamed bodies and connection reuse, sockets opened by the test itself for exact wire bytes,
+// framing, keep-alive, retries and timeouts, and a small Python HTTPS server for TLS. Every
+// behaviour of the HttpTransport contract is a typed test run against both; what only
+// Http1Transport does (URL parsing, the headers it adds, idle aging) has its own cases.
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <iterator>
+#include <optional>
+#include <random>
+#include <thread>
+
+#include "spotgrid/aws/aws_client.h"
+#include "spotgrid/http/curl_transport.h"
+#include "spotgrid/http/http1_transport.h"
+#include "support/child_process.h"
+#include "support/fake_clock.h"
+#include "support/test_env.h"
+
+namespace spotgrid {
+namespace {
+
+using std::chrono::milliseconds;
+
+std::string Lower(std::string s) {
+  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+// A listening TCP socket on the loopback address that never accepts unless told to: the kernel
+// completes handshakes into the backlog, so a client connects and then waits forever.
+class LocalSocket {
+ public:
+  explicit LocalSocket(bool ipv6 = false) : ipv6_(ipv6) {
+    fd_ = ::socket(ipv6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_storage storage{};
+    socklen_t len;
+    if (ipv6) {
+      auto* addr = reinterpret_cast<sockaddr_in6*>(&storage);
+      addr->sin6_family = AF_INET6;
+      addr->sin6_addr = in6addr_loopback;
+      len = sizeof *addr;
+    } else {
+      auto* addr = reinterpret_cast<sockaddr_in*>(&storage);
+      addr->sin_family = AF_INET;
+      addr->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      len = sizeof *addr;
+    }
+    EXPECT_EQ(::bind(fd_, reinterpret_cast<sockaddr*>(&storage), len), 0);
+    EXPECT_EQ(::listen(fd_, 16), 0);
+    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&storage), &len);
+    port_ = ntohs(ipv6 ? reinterpret_cast<sockaddr_in6*>(&storage)->sin6_port
+                       : reinterpret_cast<sockaddr_in*>(&storage)->sin_port);
+  }
+  ~LocalSocket() { Close(); }
+  void Close() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+  int fd() const { return fd_; }
+  int port() const { return port_; }
+  std::string Url(const std::string& path = "/") const {
+    return std::string(ipv6_ ? "http://[::1]:" : "http://127.0.0.1:") + std::to_string(port_) +
+           path;
+  }
+  // True when a client connection waits in the backlog (nobody accepted it).
+  bool HasPendingConnection() const {
+    pollfd p{fd_, POLLIN, 0};
+    return ::poll(&p, 1, 0) > 0;
+  }
+
+ private:
+  bool ipv6_;
+  int fd_ = -1;
+  int port_ = 0;
+};
+
+// Accepts one connection within 10 s (-1 otherwise). Reads on it give up after 10 s, so a
+// test whose client misbehaves fails instead of hanging.
+int Accept(int listen_fd) {
+  pollfd p{listen_fd, POLLIN, 0};
+  if (::poll(&p, 1, 10000) != 1) return -1;
+  int fd = ::accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC);
+  timeval tv{10, 0};
+  if (fd >= 0) ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  return fd;
+}
+
+// Reads one request (head and Content-Length body) from `fd`; "" when the client closed first.
+// Clients here send one request at a time, so nothing past it is read.
+std::string ReadRequest(int fd) {
+  std::string data;
+  char buf[65536];
+  std::size_t need = std::string::npos;
+  while (need == std::string::npos || data.size() < need) {
+    ssize_t n = ::recv(fd, buf,
+                       need == std::string::npos ? 1 : std::min(sizeof buf, need - data.size()), 0);
+    if (n <= 0) return data;
+    data.append(buf, static_cast<std::size_t>(n));
+    auto end = data.find("\r\n\r\n");
+    if (need == std::string::npos && end != std::string::npos) {
+      std::size_t length = 0;
+      auto cl = Lower(data.substr(0, end)).find("content-length: ");
+      if (cl != std::string::npos) length = std::stoull(data.substr(cl + 16));
+      need = end + 4 + length;
+    }
+  }
+  return data;
+}
+
+void SendAll(int fd, const std::string& data) {
+  std::size_t sent = 0;
+  while (sent < data.size()) {
+    ssize_t n = ::send(fd, data.data() + sent, data.size() - sent, MSG_NOSIGNAL);
+    if (n <= 0) return;
+    sent += static_cast<std::size_t>(n);
+  }
+}
+
+// Waits (up to the 10 s receive timeout) until the client closes `fd`, then closes it.
+void DrainUntilClosed(int fd) {
+  char buf[4096];
+  while (::recv(fd, buf, sizeof buf, 0) > 0) {
+  }
+  ::close(fd);
+}
+
+// Accepts one connection, reads one request and answers with `response`, then closes.
+// Returns the raw request bytes.
+std::string ServeOnce(int listen_fd, const std::string& response) {
+  int fd = Accept(listen_fd);
+  if (fd < 0) return {};
+  std::string data = ReadRequest(fd);
+  SendAll(fd, response);
+  ::close(fd);
+  return data;
+}
+
+// Runs a scripted server on its own thread; joined on destruction, before the listening
+// socket it uses (declare the LocalSocket first).
+class ServerThread {
+ public:
+  explicit ServerThread(std::function<void()> script) : thread_(std::move(script)) {}
+  ~ServerThread() { Join(); }
+  void Join() {
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  std::thread thread_;
+};
+
+std::string OkResponse(const std::string& body, const std::string& extra_headers = "") {
+  return "HTTP/1.1 200 OK\r\n" + extra_headers + "Content-Length: " + std::to_string(body.size()) +
+         "\r\n\r\n" + body;
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+std::string RandomBytes(std::size_t n, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::string out(n, '\0');
+  for (char& c : out) c = static_cast<char>(rng() & 0xFF);
+  return out;
+}
+
+// A small HTTPS server: answers every GET with 200 "secure" and says in X-Session-Reused
+// whether the TLS session was resumed. HTTP/1.1 keep-alive unless the client asks to close.
+constexpr char kTlsServerScript[] = R"py(
+import argparse, http.server, os, ssl
+p = argparse.ArgumentParser()
+p.add_argument("--cert"); p.add_argument("--key")
+p.add_argument("--port", type=int); p.add_argument("--port-file")
+a = p.parse_args()
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", "6")
+        self.send_header("X-Session-Reused", str(self.connection.session_reused))
+        self.end_headers()
+        self.wfile.write(b"secure")
+    def log_message(self, *args): pass
+s = http.server.ThreadingHTTPServer(("127.0.0.1", a.port), H)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER); ctx.load_cert_chain(a.cert, a.key)
+s.socket = ctx.wrap_socket(s.socket, server_side=True)
+with open(a.port_file + ".tmp", "w") as f: f.write(str(s.server_address[1]))
+os.rename(a.port_file + ".tmp", a.port_file)
+s.serve_forever()
+)py";
+
+// The two implementations under test, each made with an optional CA bundle.
+struct CurlKind {
+  static std::shared_ptr<HttpTransport> Make(const std::string& ca_bundle = "") {
+    CurlTransportOptions options;
+    options.ca_bundle = ca_bundle;
+    return std::make_shared<CurlTransport>(options);
+  }
+  static CurlTransport::Stats Stats(HttpTransport& t) {
+    return static_cast<CurlTransport&>(t).stats();
+  }
+};
+struct Http1Kind {
+  static std::shared_ptr<HttpTransport> Make(const std::string& ca_bundle = "") {
+    Http1TransportOptions options;
+    options.ca_bundle = ca_bundle;
+    return std::make_shared<Http1Transport>(options);
+  }
+  static Http1Transport::Stats Stats(HttpTransport& t) {
+    return static_cast<Http1Transport&>(t).stats();
+  }
+};
+
+// Both Stats types, as one for the tests.
+struct Counters {
+  std::uint64_t requests = 0;
+  std::uint64_t connections_opened = 0;
+};
+
+template <typename Kind>
+class HttpTransportTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    testing::UseEmulators();
+    transport_ = Kind::Make();
+    dir_ = testing::MakeTempDir("http-transport-test");
+  }
+  void TearDown() override {
+    if (!HasFailure()) std::filesystem::remove_all(dir_);
+  }
+
+  Counters Stats() { return Stats(*transport_); }
+  static Counters Stats(HttpTransport& transport) {
+    auto s = Kind::Stats(transport);
+    return Counters{s.requests, s.connections_opened};
+  }
+
+  // An S3 client (path style on the emulator) that sends through transport_.
+  std::shared_ptr<AwsClient> S3() {
+    Credentials creds{testing::EmulatorValue("AWS_ACCESS_KEY_ID"),
+                      testing::EmulatorValue("AWS_SECRET_ACCESS_KEY"), "", std::nullopt};
+    auto context = std::make_shared<AwsContext>(
+        "us-east-1", transport_, MakeStaticCredentialsProvider(creds), &Clock::System(),
+        std::make_unique<RetryPolicy>(RetryOptions{}), &Environment::Process(), ProfileFiles{},
+        nullptr);
+    Result<std::shared_ptr<AwsClient>> client = AwsClient::Create(context, kS3Service);
+    EXPECT_TRUE(client.ok()) << client.error().ToString();
+    return client.ok() ? *client : nullptr;
+  }
+
+  std::string NewBucket(AwsClient& s3) {
+    std::string bucket = testing::UniqueName("transport");
+    AwsRequest create;
+    create.operation = "CreateBucket";
+    create.method = "PUT";
+    create.path = "/" + bucket;
+    Result<HttpResponse> r = s3.Send(create);
+    EXPECT_TRUE(r.ok()) << r.error().ToString();
+    return bucket;
+  }
+
+  // A self-signed certificate (it is its own CA) for `subject` and `san`; returns the
+  // certificate path ("" and a failed test when openssl fails). The key is `cert` + ".key".
+  std::string MakeCertificate(const std::string& name, const std::string& subject,
+                              const std::string& san) {
+    const std::string cert = dir_ + "/" + name + ".pem", key = cert + ".key";
+    auto gen = testing::ChildProcess::Start(
+        {{"openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
+          "-days", "1", "-subj", subject, "-addext", "subjectAltName=" + san},
+         {},
+         {},
+         dir_ + "/" + name + "-openssl.log",
+         ""});
+    EXPECT_TRUE(gen.ok()) << gen.error().ToString();
+    if (!gen.ok()) return "";
+    EXPECT_TRUE((*gen)->Wait(std::chrono::seconds(30)));
+    EXPECT_EQ((*gen)->ExitCode(), 0) << (*gen)->ReadLog();
+    return cert;
+  }
+
+  // Starts the HTTPS server with `cert`; returns its base URL, "" on failure.
+  std::string StartTlsServer(const std::string& cert) {
+    const std::string script = dir_ + "/tls_server.py";
+    std::ofstream(script) << kTlsServerScript;
+    auto server = testing::ChildProcess::StartServer(
+        {"/usr/bin/python3", script, "--cert", cert, "--key", cert + ".key"}, dir_, "tls_server");
+    EXPECT_TRUE(server.ok()) << server.error().ToString();
+    if (!server.ok()) return "";
+    tls_server_ = std::move(*server);
+    return "https://127.0.0.1:" + std::to_string(tls_server_->port()) + "/";
+  }
+
+  std::shared_ptr<HttpTransport> transport_;
+  std::string dir_;
+  std::unique_ptr<testing::ChildProcess> tls_server_;
+};
+
+struct KindNames {
+  template <typename T>
+  static std::string GetName(int) {
+    return std::is_same_v<T, CurlKind> ? "Curl" : "Http1";
+  }
+};
+using TransportKinds = ::testing::Types<CurlKind, Http1Kind>;
+TYPED_TEST_SUITE(HttpTransportTest, TransportKinds, KindNames);
+
+TYPED_TEST(HttpTransportTest, StreamsBodyFromFileRangeAndResponseToFile) {
+  auto s3 = this->S3();
+  ASSERT_TRUE(s3);
+  std::string bucket = this->NewBucket(*s3);
+  // 3 MiB of data surrounded by bytes that must not be sent.
+  const std::string content = RandomBytes(3 << 20, 7);
+  const std::string source = this->dir_ + "/source";
+  std::ofstream(source, std::ios::binary) << "HEADER-JUNK" << content << "TRAILER-JUNK";
+
+  AwsRequest put;
+  put.operation = "PutObject";
+  put.method = "PUT";
+  put.path = "/" + bucket + "/dir/big object.bin";
+  put.body_file = FileRange{source, 11, content.size()};
+  Result<HttpResponse> put_result = s3->Send(put);
+  ASSERT_TRUE(put_result.ok()) << put_result.error().ToString();
+  EXPECT_TRUE(put_result->Header("etag").has_value());  // response names are lower-cased
+
+  AwsRequest get;
+  get.operation = "GetObject";
+  get.method = "GET";
+  get.path = put.path;
+  get.response_file = this->dir_ + "/downloaded";
+  Result<HttpResponse> get_result = s3->Send(get);
+  ASSERT_TRUE(get_result.ok()) << get_result.error().ToString();
+  EXPECT_TRUE(get_result->body.empty());
+  EXPECT_EQ(ReadFile(get.response_file).size(), content.size());
+  EXPECT_TRUE(ReadFile(get.response_file) == content);
+}
+
+TYPED_TEST(HttpTransportTest, ErrorBodyArrivesInMemoryWhenResponseFileIsSet) {
+  auto s3 = this->S3();
+  ASSERT_TRUE(s3);
+  std::string bucket = this->NewBucket(*s3);
+  AwsRequest get;
+  get.operation = "GetObject";
+  get.method = "GET";
+  get.path = "/" + bucket + "/missing";
+  get.response_file = this->dir_ + "/never-written";
+  Result<HttpResponse> result = s3->Send(get);
+  ASSERT_FALSE(result.ok());
+  EXPECT_EQ(result.error().code, "NoSuchKey");
+  EXPECT_TRUE(result.error().IsNotFound());
+  EXPECT_FALSE(std::filesystem::exists(get.response_file));
+}
+
+TYPED_TEST(HttpTransportTest, SequentialRequestsReuseOneConnection) {
+  auto s3 = this->S3();
+  ASSERT_TRUE(s3);
+  std::string bucket = this->NewBucket(*s3);
+  const auto before = this->Stats();
+  constexpr int kRequests = 40;
+  for (int i = 0; i < kRequests; ++i) {
+    AwsRequest put;
+    put.operation = "PutObject";
+    put.method = "PUT";
+    put.path = "/" + bucket + "/k" + std::to_string(i);
+    put.body = "value " + std::to_string(i);
+    Result<HttpResponse> r = s3->Send(put);
+    ASSERT_TRUE(r.ok()) << r.error().ToString();
+  }
+  const auto after = this->Stats();
+  EXPECT_EQ(after.requests - before.requests, static_cast<std::uint64_t>(kRequests));
+  // The server may close an idle connection now and then; without reuse this would be 40.
+  EXPECT_LE(after.connections_opened - before.connections_opened, 2u);
+}
+
+TYPED_TEST(HttpTransportTest, ConcurrentSendersShareTheTransportSafely) {
+  auto s3 = this->S3();
+  ASSERT_TRUE(s3);
+  std::string bucket = this->NewBucket(*s3);
+  const auto before = this->Stats();
+  std::vector<std::thread> threads;
+  std::atomic<int> failures{0};
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 10; ++i) {
+        AwsRequest put;
+        put.operation = "PutObject";
+        put.method = "PUT";
+        put.path = "/" + bucket + "/t" + std::to_string(t) + "-" + std::to_string(i);
+        put.body = std::string(1000, 'a' + t);
+        if (!s3->Send(put).ok()) ++failures;
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_LE(this->Stats().connections_opened - before.connections_opened, 8u);
+}
+
+TYPED_TEST(HttpTransportTest, SendsExactlyTheGivenHeadersWithContentLength) {
+  LocalSocket server;
+  const std::string body = RandomBytes(2 << 20, 3);  // large enough for curl's Expect default
+  const std::string response =
+      "HTTP/1.1 201 Created\r\nX-Amz-Request-Id: RID\r\nContent-Length: 2\r\n"
+      "Connection: close\r\n\r\nok";
+  std::string received;
+  std::thread serve([&] { received = ServeOnce(server.fd(), response); });
+  HttpRequest request;
+  request.method = "POST";
+  request.url = server.Url("/path?x=1");
+  request.headers = {{"host", "example.test"}, {"x-amz-target", "AmazonSQS.SendMessage"}};
+  request.body = body;
+  request.timeout = milliseconds(20000);
+  Result<HttpResponse> result = this->transport_->Send(request);
+  serve.join();
+  ASSERT_TRUE(result.ok()) << result.error().ToString();
+  EXPECT_EQ(result->status, 201);
+  EXPECT_EQ(result->body, "ok");
+  EXPECT_EQ(result->Header("x-amz-request-id"), "RID");
+  EXPECT_EQ(result->headers.at(0).first, "x-amz-request-id");
+
+  std::string head = received.substr(0, received.find("\r\n\r\n") + 2);
+  EXPECT_EQ(head.rfind("POST /path?x=1 HTTP/1.1\r\n", 0), 0u) << head;
+  // curl writes a given Host header with its own capitalisation; names are case-insensitive.
+  const std::string lower_head = Lower(head);
+  EXPECT_NE(lower_head.find("host: example.test\r\n"), std::string::npos) << head;
+  EXPECT_EQ(lower_head.find("host:"), lower_head.rfind("host:")) << "exactly one Host\n" << head;
+  EXPECT_NE(head.find("x-amz-target: AmazonSQS.SendMessage\r\n"), std::string::npos) << head;
+  EXPECT_NE(head.find("Content-Length: " + std::to_string(body.size()) + "\r\n"), std::string::npos)
+      << head;
+  for (const char* unwanted :
+       {"Expect", "Content-Type", "Accept:", "Transfer-Encoding", "User-Agent"}) {
+    EXPECT_EQ(head.find(unwanted), std::string::npos) << unwanted << " in\n" << head;
+  }
+  EXPECT_TRUE(received.substr(received.find("\r\n\r\n") + 4) == body);
+}
+
+TYPED_TEST(HttpTransportTest, SilentServerGivesTransientTimeout) {
+  LocalSocket silent;  // accepts into the backlog, never answers
+  HttpRequest request;
+  request.url = silent.Url();
+  request.timeout = milliseconds(300);
+  const auto start = std::chrono::steady_clock::now();
+  Result<HttpResponse> result = this->transport_->Send(request);
+  ASSERT_FALSE(result.ok());
+  EXPECT_EQ(result.error().category, ErrorCategory::kTransient);
+  EXPECT_EQ(result.error().code, "Timeout");
+  EXPECT_FALSE(result.error().message.empty());
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
+}
+
+TYPED_TEST(HttpTransportTest, RefusedConnectionGivesConnectionFailed) {
+  int port;
+  {
+    LocalSocket closed;
+    port = closed.port();
+  }  // nothing listens on `port` any more
+  HttpRequest request;
+  request.url = "http://127.0.0.1:" + std::to_string(port) + "/";
+  Result<HttpResponse> result = this->transport_->Send(request);
+  ASSERT_FALSE(result.ok());
+  EXPECT_EQ(result.error().category, ErrorCategory::kTransient);
+  EXPECT_EQ(result.error().code, "ConnectionFailed");
+  EXPECT_EQ(result.error().http_status, 0);
+}
+
+TYPED_TEST(HttpTransportTest, BodyFileShorterThanRangeFailsWithIoError) {
+  LocalSocket silent;
+  const std::string path = this->dir_ + "/short";
+  std::ofstream(path) << "only a few bytes";
+  HttpRequest request;
+  request.method = "PUT";
+  request.url = silent.Url("/k");
+  request.body_file = FileRange{path, 0, 1 << 20};
+  request.timeout = milliseconds(10000);
+  Result<HttpResponse> result = this->transport_->Send(request);
+  ASSERT_FALSE(result.ok());
+  EXPECT_EQ(result.error().category, ErrorCategory::kIo);
+  EXPECT_EQ(result.error().code, "BodyReadFailed");
+}
+
+TYPED_TEST(HttpTransportTest, MissingBodyFileFailsBeforeConnecting) {
+  LocalSocket silent;
+  HttpRequest request;
+  request.method = "PUT";
+  request.url = silent.Url("/k");
+  request.body_file = FileRange{this->dir_ + "/does-not-exist", 0, 10};
+  Result<HttpResponse> result = this->transport_->Send(request);
+  ASSERT_FALSE(result.ok());
+  EXPECT_EQ(result.error().category, ErrorCategory::kIo);
+  EXPECT_EQ(this->Stats().requests, 0u);
+}
+
+TYPED_TEST(HttpTransportTest, UntrustedCertificateIsTlsErrorAndTrustedBundleSucceeds) {
+  const std::string cert = this->MakeCertificate("ip", "/CN=127.0.0.1", "IP:127.0.0.1");
+  ASSERT_FALSE(cert.empty());
+  const std::string url = this->StartTlsServer(cert);
+  ASSERT_FALSE(url.empty());
+
+  HttpRequest request;
+  request.url = url;
+  request.timeout = milliseconds(10000);
+  Result<HttpResponse> untrusted = this->transport_->Send(request);
+  ASSERT_FALSE(untrusted.ok());
+  EXPECT_EQ(untrusted.error().category, ErrorCategory::kClient);
+  EXPECT_EQ(untrusted.error().code, "TlsError");
+  EXPECT_FALSE(untrusted.error().message.empty());
+
+  auto trusting = TypeParam::Make(cert);
+  Result<HttpResponse> trusted = trusting->Send(request);
+  ASSERT_TRUE(trusted.ok()) << trusted.error().ToString();
+  EXPECT_EQ(trusted->status, 200);
+  EXPECT_EQ(trusted->body, "secure");
+}
+
+TYPED_TEST(HttpTransportTest, HttpsRequestsReuseOneConnection) {
+  const std::string cert = this->MakeCertificate("ip", "/CN=127.0.0.1", "IP:127.0.0.1");
+  ASSERT_FALSE(cert.empty());
+  const std::string url = this->StartTlsServer(cert);
+  ASSERT_FALSE(url.empty());
+  auto transport = TypeParam::Make(cert);
+  HttpRequest request;
+  request.url = url;
+  request.timeout = milliseconds(10000);
+  for (int i = 0; i < 3; ++i) {
+    Result<HttpResponse> r = transport->Send(request);
+    ASSERT_TRUE(r.ok()) << r.error().ToString();
+    EXPECT_EQ(r->body, "secure");
+  }
+  EXPECT_EQ(this->Stats(*transport).requests, 3u);
+  EXPECT_EQ(this->Stats(*transport).connections_opened, 1u);
+}
+
+TYPED_TEST(HttpTransportTest, TlsReconnectResumesTheSession) {
+  const std::string cert = this->MakeCertificate("ip", "/CN=127.0.0.1", "IP:127.0.0.1");
+  ASSERT_FALSE(cert.empty());
+  const std::string url = this->StartTlsServer(cert);
+  ASSERT_FALSE(url.empty());
+  auto transport = TypeParam::Make(cert);
+  HttpRequest request;
+  request.url = url;
+  request.headers = {{"Connection", "close"}};  // every request on its own connection
+  request.timeout = milliseconds(10000);
+  Result<HttpResponse> first = transport->Send(request);
+  ASSERT_TRUE(first.ok()) << first.error().ToString();
+  EXPECT_EQ(first->Header("x-session-reused"), "False");
+  Result<HttpResponse> second = transport->Send(request);
+  ASSERT_TRUE(second.ok()) << second.error().ToString();
+  EXPECT_EQ(second->Header("x-session-reused"), "True");
+  EXPECT_EQ(this->Stats(*transport).connections_opened, 2u);
+}
+
+TYPED_TEST(HttpTransportTest, CertificateForAnotherNameIsTlsErrorEvenWhenTrusted) {
+  const std::string cert =
+      this->MakeCertificate("other", "/CN=example.invalid", "DNS:example.invalid");
+  ASSERT_FALSE(cert.empty());
+  const std::string url = this->StartTlsServer(cert);
+  ASSERT_FALSE(url.empty());
+  auto trusting = TypeParam::Make(cert);
+  HttpRequest request;
+  request.url = url;
+  request.timeout = milliseconds(10000);
+  Result<HttpResponse> result = trusting->Send(request);
+  ASSERT_FALSE(result.ok());
+  EXPECT_EQ(result.error().category, ErrorCategory::kClient);
+  EXPECT_EQ(result.error().code, "TlsError");
+  EXPECT_FALSE(result.error().message.empty());
+}
+
+TYPED_TEST(HttpTransportTest, ChunkedResponseWithExtensionAndTrailerDecodes) {
+  LocalSocket server;
+  ServerThread serve([&] {
+    int fd = Accept(server.fd());
+    if (fd < 0) return;
+    ReadRequest(fd);
+    SendAll(fd,
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+            "5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n");
+    // The same connection serves the next request: the chunked framing ended exactly.
+    ReadRequest(fd);
+    SendAll(fd, OkResponse("second"));
+    DrainUntilClosed(fd);
+  });
+  HttpRequest request;
+  request.url = server.Url("/chunked");
+  request.timeout = milliseconds(10000);
+  Result<HttpResponse> first = this->transport_->Send(request);
+  ASSERT_TRUE(first.ok()) << first.error().ToString();
+  EXPECT_EQ(first->status, 200);
+  EXPECT_EQ(first->body, "hello world");
+  Result<HttpResponse> second = this->transport_->Send(request);
+  ASSERT_TRUE(second.ok()) << second.error().ToString();
+  EXPECT_EQ(second->body, "second");
+  EXPECT_EQ(this->Stats().connections_opened, 1u);
+  this->transport_.reset();  // closes the pooled connection, so the server can finish
+}
+
+TYPED_TEST(HttpTransportTest, ResponseWithoutLengthIsReadUntilClose) {
+  LocalSocket server;
+  const std::string body = RandomBytes(300000, 11);
+  ServerThread serve([&] {
+    ServeOnce(server.fd(),
+              "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n\r\n" + body);
+    ServeOnce(server.fd(), OkResponse("next"));
+  });
+  HttpRequest request;
+  request.url = server.Url("/");
+  request.timeout = milliseconds(10000);
+  Result<HttpResponse> first = this->transport_->Send(request);
+  ASSERT_TRUE(first.ok()) << first.error().ToString();
+  EXPECT_TRUE(first->body == body) << first->body.size() << " bytes";
+  // The connection ended with the body, so the next request needs a new one.
+  Result<HttpResponse> second = this->transport_->Send(request);
+  ASSERT_TRUE(second.ok()) << second.error().ToString();
+  EXPECT_EQ(second->body, "next");
+  EXPECT_EQ(this->Stats().connections_opened, 2u);
+}
+
+TYPED_TEST(HttpTransportTest, HeadAnd204HaveNoBodyAndTheConnectionIsReused) {
+  LocalSocket server;
+  ServerThread serve([&] {
+    int fd = Accept(server.fd());
+    if (fd < 0) return;
+    ReadRequest(fd);
+    SendAll(fd, "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\nETag: \"e\"\r\n\r\n");
+    ReadRequest(fd);
+    SendAll(fd, "HTTP/1.1 204 No Content\r\nX-Amz-Request-Id: R2\r\n\r\n");
+    ReadRequest(fd);
+    SendAll(fd, OkResponse("third"));
+    DrainUntilClosed(fd);
+  });
+  HttpRequest head;
+  head.method = "HEAD";
+  head.url = server.Url("/object");
+  head.timeout = milliseconds(5000);
+  Result<HttpResponse> r1 = this->transport_->Send(head);
+  ASSERT_TRUE(r1.ok()) << r1.error().ToString();
+  EXPECT_EQ(r1->status, 200);
+  EXPECT_EQ(r1->body, "");
+  EXPECT_EQ(r1->Header("content-length"), "1000");
+  HttpRequest del;
+  del.method = "DELETE";
+  del.url = server.Url("/object");
+  del.timeout = milliseconds(5000);
+  Result<HttpResponse> r2 = this->transport_->Send(del);
+  ASSERT_TRUE(r2.ok()) << r2.error().ToString();
+  EXPECT_EQ(r2->status, 204);
+  EXPECT_EQ(r2->body, "");
+  HttpRequest get;
+  get.url = server.Url("/object");
+  get.timeout = milliseconds(5000);
+  Result<HttpResponse> r3 = this->transport_->Send(get);
+  ASSERT_TRUE(r3.ok()) << r3.error().ToString();
+  EXPECT_EQ(r3->body, "third");
+  EXPECT_EQ(this->Stats().connections_opened, 1u);
+  this->transport_.reset();
+}
+
+TYPED_TEST(HttpTransportTest, InterimContinueBeforeTheRealResponseIsSkipped) {
+  LocalSocket server;
+  ServerThread serve([&] {
+    ServeOnce(server.fd(),
+              "HTTP/1.1 100 Continue\r\nX-Interim: yes\r\n\r\n"
+              "HTTP/1.1 200 OK\r\nX-Final: yes\r\nContent-Length: 4\r\n\r\ndone");
+  });
+  HttpRequest request;
+  request.method = "PUT";
+  request.url = server.Url("/k");
+  request.body = "payload";
+  request.timeout = milliseconds(10000);
+  Result<HttpResponse> result = this->transport_->Send(request);
+  ASSERT_TRUE(result.ok()) << result.error().ToString();
+  EXPECT_EQ(result->status, 200);
+  EXPECT_EQ(result->body, "done");
+  EXPECT_EQ(result->Header("x-final"), "yes");
+  EXPECT_FALSE(result->Header("x-interim").has_value());
+}
+
+TYPED_TEST(HttpTransportTest, ServerClosingAnIdleConnectionCostsANewConnectionNotAnError) {
+  LocalSocket server;
+  std::atomic<bool> closed{false};
+  ServerThread serve([&] {
+    int fd = Accept(server.fd());
+    if (fd < 0) return;
+    ReadRequest(fd);
+    SendAll(fd, OkResponse("one"));
+    ::close(fd);  // the server's keep-alive timer fired
+    closed = true;
+    ServeOnce(server.fd(), OkResponse("two"));
+  });
+  HttpRequest request;
+  request.url = server.Url("/");
+  request.timeout = milliseconds(10000);
+  Result<HttpResponse> first = this->transport_->Send(request);
+  ASSERT_TRUE(first.ok()) << first.error().ToString();
+  ASSERT_TRUE(testing::WaitUntil([&] { return closed.load(); }, milliseconds(10000)));
+  Result<HttpResponse> second = this->transport_->Send(request);
+  ASSERT_TRUE(second.ok()) << second.error().ToString();
+  EXPECT_EQ(second->body, "two");
+  EXPECT_EQ(this->Stats().requests, 2u);
+  EXPECT_EQ(this->Stats().connections_opened, 2u);
+}
+
+TYPED_TEST(HttpTransportTest, ConnectionCloseResponseMakesTheNextRequestOpenANewConnection) {
+  LocalSocket server;
+  ServerThread serve([&] {
+    int first = Accept(server.fd());
+    if (first < 0) return;
+    ReadRequest(first);
+    // Announces the close but keeps the socket open: only the header may stop the reuse.
+    SendAll(first, OkResponse("one", "Connection: close\r\n"));
+    ServeOnce(server.fd(), OkResponse("two"));
+    ::close(first);
+  });
+  HttpRequest request;
+  request.url = server.Url("/");
+  request.timeout = milliseconds(5000);
+  Result<HttpResponse> first = this->transport_->Send(request);
+  ASSERT_TRUE(first.ok()) << first.error().ToString();
+  Result<HttpResponse> second = this->transport_->Send(request);
+  ASSERT_TRUE(second.ok()) << second.error().ToString();
+  EXPECT_EQ(second->body, "two");
+  EXPECT_EQ(this->Stats().connections_opened, 2u);
+}
+
+TYPED_TEST(HttpTransportTest, ReusedConnectionDyingBeforeTheResponseIsRetriedWithTheSameBody) {
+  LocalSocket server;
+  const std::string content = RandomBytes(600000, 5);
+  const std::string source = this->dir_ + "/source";
+  std::ofstream(source, std::ios::binary) << "JUNK" << content << "JUNK";
+  std::string dropped, retried;
+  ServerThread serve([&] {
+    int fd = Accept(server.fd());
+    if (fd < 0) return;
+    ReadRequest(fd);
+    SendAll(fd, OkResponse("one"));
+    dropped = ReadRequest(fd);
+    ::close(fd);  // closed without an answer, as when an idle timeout races the request
+    retried = ServeOnce(server.fd(), OkResponse("stored"));
+  });
+  HttpRequest get;
+  get.url = server.Url("/");
+  get.timeout = milliseconds(10000);
+  Result<HttpResponse> first = this->transport_->Send(get);
+  ASSERT_TRUE(first.ok()) << first.error().ToString();
+  HttpRequest put;
+  put.method = "PUT";
+  put.url = server.Url("/object");
+  put.body_file = FileRange{source, 4, content.size()};
+  put.timeout = milliseconds(10000);
+  Result<HttpResponse> second = this->transport_->Send(put);
+  ASSERT_TRUE(second.ok()) << second.error().ToString();
+  EXPECT_EQ(second->body, "stored");
+  serve.Join();
+  EXPECT_EQ(this->Stats().connections_opened, 2u);
+  EXPECT_GT(retried.size(), content.size());
+  EXPECT_TRUE(retried.substr(retried.size() - content.size()) == content);
+  EXPECT_TRUE(dropped == retried) << "the retry sends the same request again";
+}
+
+TYPED_TEST(HttpTransportTest, NoRetryOnceResponseBytesArrived) {
+  LocalSocket server;
+  ServerThread serve([&] {
+    int fd = Accept(server.fd());
+    if (fd < 0) return;
+    ReadRequest(fd);
+    SendAll(fd, OkResponse("one"));
+    ReadRequest(fd);
+    SendAll(fd, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc");
+    ::close(fd);
+  });
+  HttpRequest request;
+  request.url = server.Url("/");
+  request.timeout = milliseconds(10000);
+  ASSERT_TRUE(this->transport_->Send(request).ok());
+  Result<HttpResponse> cut = this->transport_->Send(request);
+  ASSERT_FALSE(cut.ok());
+  EXPECT_EQ(cut.error().category, ErrorCategory::kTransient);
+  EXPECT_EQ(cut.error().code, "ConnectionFailed");
+  serve.Join();
+  EXPECT_EQ(this->Stats().connections_opened, 1u);
+  EXPECT_FALSE(server.HasPendingConnection());
+}
+
+TYPED_TEST(HttpTransportTest, FreshConnectionClosedWithoutResponseIsConnectionFailed) {
+  LocalSocket server;
+  ServerThread serve([&] {
+    int fd = Accept(server.fd());
+    if (fd < 0) return;
+    ReadRequest(fd);
+    ::close(fd);
+  });
+  HttpRequest request;
+  request.url = server.Url("/");
+  request.timeout = milliseconds(10000);
+  Result<HttpResponse> result = this->transport_->Send(request);
+  ASSERT_FALSE(result.ok());
+  EXPECT_EQ(result.error().category, ErrorCategory::kTransient);
+  EXPECT_EQ(result.error().code, "ConnectionFailed");
+  serve.Join();
+  EXPECT_EQ(this->Stats().connections_opened, 1u);
+  EXPECT_FALSE(server.HasPendingConnection());
+}
+
+TYPED_TEST(HttpTransportTest, ServerClosingDuringAnUploadIsConnectionFailedWithoutSigpipe) {
+  LocalSocket server;
+  ServerThread serve([&] {
+    int fd = Accept(server.fd());
+    if (fd < 0) return;
+    char head[512];
+    ::recv(fd, head, sizeof head, 0);
+    ::close(fd);  // unread data: the kernel answers further segments with a reset
+  });
+  HttpRequest request;
+  request.method = "PUT";
+  request.url = server.Url("/big");
+  request.body = std::string(16 << 20, 'x');
+  request.timeout = milliseconds(10000);
+  // A SIGPIPE would end this process here.
+  Result<HttpResponse> result = this->transport_->Send(request);
+  ASSERT_FALSE(result.ok());
+  EXPECT_EQ(result.error().category, ErrorCategory::kTransient);
+  EXPECT_EQ(result.error().code, "ConnectionFailed") << result.error().ToString();
+}
+
+TYPED_TEST(HttpTransportTest, RaisedStopAbandonsAWaitingExchangePromptly) {
+  LocalSocket server;
+  std::atomic<bool> request_arrived{false};
+  ServerThread serve([&] {
+    int fd = Accept(server.fd());
+    if (fd < 0) return;
+    ReadRequest(fd);
+    request_arrived = true;
+    DrainUntilClosed(fd);  // never answers, like a long poll with nothing to deliver
+  });
+  StopSource stop;
+  HttpRequest request;
+  request.url = server.Url("/long-poll");
+  request.timeout = milliseconds(60000);
+  request.stop = &stop;
+  std::optional<Result<HttpResponse>> result;
+  std::thread sender([&] { result.emplace(this->transport_->Send(request)); });
+  EXPECT_TRUE(testing::WaitUntil([&] { return request_arrived.load(); }, milliseconds(10000)));
+  const auto raised = std::chrono::steady_clock::now();
+  stop.Request();
+  sender.join();
+  EXPECT_LT(std::chrono::steady_clock::now() - raised, std::chrono::seconds(3));
+  ASSERT_TRUE(result.has_value());
+  ASSERT_FALSE(result->ok());
+  EXPECT_EQ(result->error().category, ErrorCategory::kCancelled);
+  EXPECT_EQ(result->error().code, "Cancelled");
+}
+
+TYPED_TEST(HttpTransportTest, StalledTransferAbortsWithTimeoutLongBeforeTheTotalTimeout) {
+  LocalSocket server;
+  ServerThread serve([&] {
+    int fd = Accept(server.fd());
+    if (fd < 0) return;
+    ReadRequest(fd);
+    SendAll(fd, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial");
+    DrainUntilClosed(fd);  // stalls until the client gives up
+  });
+  HttpRequest request;
+  request.url = server.Url("/");
+  request.timeout = milliseconds(60000);
+  request.low_speed_bytes = 1;
+  request.low_speed_time = std::chrono::seconds(1);
+  const auto start = std::chrono::steady_clock::now();
+  Result<HttpResponse> result = this->transport_->Send(request);
+  ASSERT_FALSE(result.ok());
+  EXPECT_EQ(result.error().category, ErrorCategory::kTransient);
+  EXPECT_EQ(result.error().code, "Timeout");
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(20));
+}
+
+TYPED_TEST(HttpTransportTest, ResponseFileGetsA2xxBodyStreamedAndAnErrorBodyStaysInMemory) {
+  LocalSocket server;
+  const std::string content = RandomBytes(3 << 20, 9);
+  const std::string error = "<Error><Code>NoSuchKey</Code></Error>";
+  ServerThread serve([&] {
+    int fd = Accept(server.fd());
+    if (fd < 0) return;
+    ReadRequest(fd);
+    SendAll(fd, OkResponse(content));
+    ReadRequest(fd);
+    SendAll(fd, "HTTP/1.1 404 Not Found\r\nContent-Length: " + std::to_string(error.size()) +
+                    "\r\n\r\n" + error);
+    ReadRequest(fd);
+    SendAll(fd, OkResponse(""));
+    DrainUntilClosed(fd);
+  });
+  HttpRequest request;
+  request.url = server.Url("/object");
+  request.timeout = milliseconds(10000);
+  request.response_file = this->dir_ + "/object";
+  Result<HttpResponse> ok = this->transport_->Send(request);
+  ASSERT_TRUE(ok.ok()) << ok.error().ToString();
+  EXPECT_TRUE(ok->body.empty());
+  EXPECT_TRUE(ReadFile(request.response_file) == content);
+
+  request.response_file = this->dir_ + "/missing";
+  Result<HttpResponse> missing = this->transport_->Send(request);
+  ASSERT_TRUE(missing.ok()) << missing.error().ToString();
+  EXPECT_EQ(missing->status, 404);
+  EXPECT_EQ(missing->body, error);
+  EXPECT_FALSE(std::filesystem::exists(request.response_file));
+
+  request.response_file = this->dir_ + "/empty";
+  Result<HttpResponse> empty = this->transport_->Send(request);
+  ASSERT_TRUE(empty.ok()) << empty.error().ToString();
+  EXPECT_TRUE(std::filesystem::exists(request.response_file));
+  EXPECT_EQ(std::filesystem::file_size(request.response_file), 0u);
+  EXPECT_EQ(this->Stats().connections_opened, 1u);
+  this->transport_.reset();
+}
+
+TYPED_TEST(HttpTransportTest, HeaderWithLineBreakIsRejectedBeforeSending) {
+  LocalSocket silent;
+  HttpRequest request;
+  request.url = silent.Url("/");
+  request.headers = {{"x-amz-meta-a", "value\r\nInjected: yes"}};
+  Result<HttpResponse> result = this->transport_->Send(request);
+  ASSERT_FALSE(result.ok());
+  EXPECT_EQ(result.error().category, ErrorCategory::kInvalidInput);
+  EXPECT_EQ(result.error().code, "InvalidHeader");
+  EXPECT_FALSE(silent.HasPendingConnection());
+}
+
+TYPED_TEST(HttpTransportTest, Ipv6LiteralUrlReachesTheServer) {
+  LocalSocket server(/*ipv6=*/true);
+  std::string received;
+  ServerThread serve([&] { received = ServeOnce(server.fd(), OkResponse("v6")); });
+  HttpRequest request;
+  request.url = server.Url("/six");
+  request.timeout = milliseconds(10000);
+  Result<HttpResponse> result = this->transport_->Send(request);
+  ASSERT_TRUE(result.ok()) << result.error().ToString();
+  EXPECT_EQ(result->body, "v6");
+  serve.Join();
+  EXPECT_NE(Lower(received).find("host: [::1]:" + std::to_string(server.port()) + "\r\n"),
+            std::string::npos)
+      << received;
+}
+
+// --- Only Http1Transport ------------------------------------------------------------------
+
+class Http1TransportTest : public HttpTransportTest<Http1Kind> {};
+
+TEST_F(Http1TransportTest, AddsHostAndContentLengthOnlyWhereTheCallerLeftThemOut) {
+  LocalSocket server;
+  std::vector<std::string> received;
+  ServerThread serve([&] {
+    int fd = Accept(server.fd());
+    if (fd < 0) return;
+    for (int i = 0; i < 5; ++i) {
+      received.push_back(ReadRequest(fd));
+      SendAll(fd, OkResponse(""));
+    }
+    DrainUntilClosed(fd);
+  });
+  const std::string host = "127.0.0.1:" + std::to_string(server.port());
+  auto send = [&](const std::string& method, const std::string& body, Headers headers) {
+    HttpRequest request;
+    request.method = method;
+    request.url = server.Url("/p?q=1");
+    request.body = body;
+    request.headers = std::move(headers);
+    request.timeout = milliseconds(5000);
+    Result<HttpResponse> r = transport_->Send(request);
+    EXPECT_TRUE(r.ok()) << method << ": " << r.error().ToString();
+  };
+  send("GET", "", {});
+  send("PUT", "", {});
+  send("POST", "", {{"Host", "signed.example"}});
+  send("DELETE", "", {});
+  send("POST", "abc", {{"content-length", "3"}});
+  EXPECT_EQ(Stats().connections_opened, 1u);
+  transport_.reset();  // closes the connection, so the server can finish
+  serve.Join();
+  ASSERT_EQ(received.size(), 5u);
+  EXPECT_EQ(received[0], "GET /p?q=1 HTTP/1.1\r\nHost: " + host + "\r\n\r\n");
+  EXPECT_EQ(received[1], "PUT /p?q=1 HTTP/1.1\r\nHost: " + host + "\r\nContent-Length: 0\r\n\r\n");
+  EXPECT_EQ(received[2],
+            "POST /p?q=1 HTTP/1.1\r\nHost: signed.example\r\nContent-Length: 0\r\n\r\n");
+  EXPECT_EQ(received[3], "DELETE /p?q=1 HTTP/1.1\r\nHost: " + host + "\r\n\r\n");
+  EXPECT_EQ(received[4],
+            "POST /p?q=1 HTTP/1.1\r\ncontent-length: 3\r\nHost: " + host + "\r\n\r\nabc");
+}
+
+// Without a CA bundle the system trust store is read from OpenSSL's hashed certificate
+// directory (SSL_CERT_DIR here, /etc/ssl/certs on a worker), so only the issuers a handshake
+// needs are ever loaded: a certificate linked there under its subject hash is trusted, and the
+// same server is refused when the directory does not hold it.
+TEST_F(Http1TransportTest, SystemTrustStoreIsReadFromTheHashedCertificateDirectory) {
+  const std::string cert = MakeCertificate("ip", "/CN=127.0.0.1", "IP:127.0.0.1");
+  ASSERT_FALSE(cert.empty());
+  const std::string url = StartTlsServer(cert);
+  ASSERT_FALSE(url.empty());
+  const std::string trusted_dir = dir_ + "/trusted", empty_dir = dir_ + "/empty";
+  std::filesystem::create_directories(trusted_dir);
+  std::filesystem::create_directories(empty_dir);
+  // Another certificate hashed into the "empty" directory, so it looks like a store too.
+  const std::string other = MakeCertificate("other", "/CN=example.invalid", "DNS:example.invalid");
+  std::filesystem::copy_file(cert, trusted_dir + "/ca.pem");
+  std::filesystem::copy_file(other, empty_dir + "/ca.pem");
+  for (const std::string& d : {trusted_dir, empty_dir}) {
+    auto rehash = testing::ChildProcess::Start(
+        {{"openssl", "rehash", d}, {}, {}, dir_ + "/rehash.log", ""});
+    ASSERT_TRUE(rehash.ok()) << rehash.error().ToString();
+    ASSERT_TRUE((*rehash)->Wait(std::chrono::seconds(30)));
+    ASSERT_EQ((*rehash)->ExitCode(), 0) << (*rehash)->ReadLog();
+  }
+  struct RestoreEnv {
+    ~RestoreEnv() { ::unsetenv("SSL_CERT_DIR"); }
+  } restore;
+  ASSERT_EQ(::unsetenv("SSL_CERT_FILE"), 0);
+  HttpRequest request;
+  request.url = url;
+  request.timeout = milliseconds(10000);
+
+  ASSERT_EQ(::setenv("SSL_CERT_DIR", trusted_dir.c_str(), 1), 0);
+  Http1Transport trusting;
+  Result<HttpResponse> trusted = trusting.Send(request);
+  ASSERT_TRUE(trusted.ok()) << trusted.error().ToString();
+  EXPECT_EQ(trusted->body, "secure");
+
+  ASSERT_EQ(::setenv("SSL_CERT_DIR", empty_dir.c_str(), 1), 0);
+  Http1Transport refusing;
+  Result<HttpResponse> refused = refusing.Send(request);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code, "TlsError");
+}
+
+TEST_F(Http1TransportTest, MalformedUrlsAreInvalidUrlWithoutARequest) {
+  for (const char* url :
+       {"ftp://127.0.0.1/", "http://", "127.0.0.1/x", "http://user@host/", "http://[::1/",
+        "http://[::zz]/", "http://host:0/", "http://host:99999/", "http://host:/", "http://ho st/",
+        "http://host/a b", "https://host:12ab/"}) {
+    HttpRequest request;
+    request.url = url;
+    Result<HttpResponse> result = transport_->Send(request);
+    ASSERT_FALSE(result.ok()) << url;
+    EXPECT_EQ(result.error().category, ErrorCategory::kClient) << url;
+    EXPECT_EQ(result.error().code, "InvalidUrl") << url;
+  }
+  EXPECT_EQ(Stats().requests, 0u);
+}
+
+TEST_F(Http1TransportTest, HeaderNameWithColonIsInvalidHeader) {
+  LocalSocket silent;
+  HttpRequest request;
+  request.url = silent.Url("/");
+  request.headers = {{"x-bad:name", "v"}};
+  Result<HttpResponse> result = transport_->Send(request);
+  ASSERT_FALSE(result.ok());
+  EXPECT_EQ(result.error().category, ErrorCategory::kInvalidInput);
+  EXPECT_EQ(result.error().code, "InvalidHeader");
+}
+
+TEST_F(Http1TransportTest, IdleConnectionOlderThanIdleTimeoutIsNotReused) {
+  LocalSocket server;
+  ServerThread serve([&] {
+    int first = Accept(server.fd());
+    if (first < 0) return;
+    ReadRequest(first);
+    SendAll(first, OkResponse("one"));
+    ReadRequest(first);
+    SendAll(first, OkResponse("two"));
+    // The third request must come on a new connection although this one is still open.
+    int second = Accept(server.fd());
+    if (second >= 0) {
+      ReadRequest(second);
+      SendAll(second, OkResponse("three"));
+      DrainUntilClosed(second);
+    }
+    DrainUntilClosed(first);
+  });
+  // Declared after the server thread: destroyed (closing its connections) before the join.
+  testing::FakeClock clock;
+  Http1TransportOptions options;
+  options.idle_timeout = std::chrono::seconds(30);
+  options.clock = &clock;
+  Http1Transport transport(options);
+  HttpRequest request;
+  request.url = server.Url("/");
+  ASSERT_TRUE(transport.Send(request).ok());
+  clock.Advance(std::chrono::seconds(29));
+  ASSERT_TRUE(transport.Send(request).ok());
+  EXPECT_EQ(transport.stats().connections_opened, 1u) << "29 s idle: still reused";
+  clock.Advance(std::chrono::seconds(31));
+  Result<HttpResponse> third = transport.Send(request);
+  ASSERT_TRUE(third.ok()) << third.error().ToString();
+  EXPECT_EQ(third->body, "three");
+  EXPECT_EQ(transport.stats().connections_opened, 2u);
+}
+
+}  // namespace
+}  // namespace spotgrid
