@@ -312,7 +312,10 @@ Result<std::unique_ptr<TlsClient>> TlsClient::Create(const std::string& ca_bundl
   // Partial writes let a large body go out as the socket accepts it; a read-until-close body
   // over TLS ends with a plain FIN from many servers, and the framing checks truncation of
   // every other body, as curl does.
-  SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+  // RELEASE_BUFFERS: an idle pooled connection (the agent's, between long polls) need not hold
+  // its record buffers until the next request.
+  SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                            SSL_MODE_RELEASE_BUFFERS);
   SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
   int loaded = ca_bundle.empty() ? LoadSystemTrustStore(ctx)
                                  : SSL_CTX_load_verify_locations(ctx, ca_bundle.c_str(), nullptr);
