@@ -280,23 +280,90 @@ def wait_for(condition, deadline_s, what, interval=0.05, agent=None):
 
 # --- 1. idle ------------------------------------------------------------------------------------
 
-def measure_idle(agent, seconds):
+def measure_idle(agent, seconds, peer=None):
+    """The idle agent's footprint; with `peer` (a boto3 worker polling its own empty queue),
+    the peer's too, sampled in the same window."""
     time.sleep(5)  # warm-up: the first polls, the worker item, allocator settling
-    pid = agent.proc.pid
-    cpu0, wall0 = proc_cpu_seconds(pid), time.monotonic()
-    rss = []
+    pids = {"agent": agent.proc.pid}
+    if peer is not None:
+        pids["peer"] = peer.proc.pid
+    cpu0 = {name: proc_cpu_seconds(pid) for name, pid in pids.items()}
+    wall0 = time.monotonic()
+    rss = {name: [] for name in pids}
     while time.monotonic() - wall0 < seconds:
-        rss.append(kib(proc_status(pid)["VmRSS"]))
+        for name, pid in pids.items():
+            rss[name].append(kib(proc_status(pid)["VmRSS"]))
         time.sleep(1)  # sampling interval
-    cpu, wall = proc_cpu_seconds(pid) - cpu0, time.monotonic() - wall0
-    status = proc_status(pid)
-    # RssAnon is the agent's own memory; RssFile is mostly shared libraries' pages (libcurl,
-    # libcrypto, libstdc++, ...), shared with every other process that maps them.
-    return {"seconds": wall, "cpu_s": cpu, "cpu_percent_of_core": 100.0 * cpu / wall,
-            "rss_max_kib": max(rss), "rss_mean_kib": statistics.mean(rss),
-            "rss_anon_kib": kib(status["RssAnon"]), "rss_file_kib": kib(status["RssFile"]),
-            "pss_kib": proc_pss_kib(pid),
-            "vm_hwm_kib": kib(status["VmHWM"]), "threads": int(status["Threads"])}
+    wall = time.monotonic() - wall0
+    out = {}
+    for name, pid in pids.items():
+        cpu = proc_cpu_seconds(pid) - cpu0[name]
+        status = proc_status(pid)
+        # RssAnon is the process's own memory; RssFile is mostly shared libraries' pages
+        # (libcurl, libcrypto, libstdc++, ...), shared with every other process mapping them.
+        out[name] = {"seconds": wall, "cpu_s": cpu, "cpu_percent_of_core": 100.0 * cpu / wall,
+                     "rss_max_kib": max(rss[name]), "rss_mean_kib": statistics.mean(rss[name]),
+                     "rss_anon_kib": kib(status["RssAnon"]),
+                     "rss_file_kib": kib(status["RssFile"]), "pss_kib": proc_pss_kib(pid),
+                     "vm_hwm_kib": kib(status["VmHWM"]), "threads": int(status["Threads"])}
+    return out
+
+
+class PeerWorker:
+    """bench/peers/boto3_worker.py on a queue of its own: the worker loop a boto3 user writes."""
+
+    def __init__(self, tmp, queue_url, env):
+        self.work = os.path.join(tmp, "peer-work")
+        os.makedirs(self.work)
+        self.log_path = os.path.join(tmp, "peer-worker.log")
+        self.log = open(self.log_path, "ab")
+        self.queue_url = queue_url
+        self.proc = subprocess.Popen(
+            ["/usr/bin/python3", os.path.join(HERE, "peers", "boto3_worker.py"), queue_url,
+             self.work], env=env, stdin=subprocess.DEVNULL, stdout=self.log,
+            stderr=subprocess.STDOUT, start_new_session=True)
+
+    def tail(self, n=20):
+        with open(self.log_path, errors="replace") as f:
+            return "".join(f.readlines()[-n:])
+
+    def stop(self):
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait()
+        self.log.close()
+
+
+def measure_peer_latency(stack, peer, units):
+    """SendMessage -> command start for the boto3 worker, timed as for the agent."""
+    from_send = []
+    for i in range(units):
+        unit = f"p{i + 1}"
+        time.sleep(1.0)  # the worker is back in its long poll
+        # No '&', '<' or '>' in the body: local-aws-sqs puts bodies into its XML unescaped.
+        body = json.dumps({"unit": unit, "command": 'date +%s.%N | tee "$OUT/start.tmp"; '
+                                                    'mv "$OUT/start.tmp" "$OUT/start"'})
+        t0 = time.time()
+        stack.sqs.send_message(QueueUrl=peer.queue_url, MessageBody=body)
+        path = os.path.join(peer.work, unit, "start")
+        if not wait_until(lambda: os.path.exists(path) or peer.proc.poll() is not None, 60):
+            sys.exit(f"agent_bench: the boto3 worker did not run {unit}:\n{peer.tail()}")
+        if not os.path.exists(path):
+            sys.exit(f"agent_bench: the boto3 worker exited:\n{peer.tail()}")
+        with open(path) as f:
+            from_send.append(float(f.read().strip()) - t0)
+    return from_send
+
+
+def wait_until(condition, deadline_s, interval=0.005):
+    end = time.monotonic() + deadline_s
+    while not condition():
+        if time.monotonic() > end:
+            return False
+        time.sleep(interval)  # polling a condition with a deadline
+    return True
 
 
 # --- 2. dispatch latency ------------------------------------------------------------------------
@@ -444,12 +511,17 @@ def main():
         stack.drain_queue(args.latency_units)
 
         agent = Agent(binary, tmp, "agent-idle", stack.name, env, slots=1)
+        peer = PeerWorker(tmp, stack.sqs.create_queue(QueueName=stack.name + "-peer")["QueueUrl"],
+                          env)
         try:
             agent.wait_ready()
-            results["idle"] = measure_idle(agent, args.idle_seconds)
+            idle = measure_idle(agent, args.idle_seconds, peer)
+            results["idle"], results["idle_peer"] = idle["agent"], idle["peer"]
             from_send, from_sent = measure_latency(stack, agent, "lat", args.latency_units)
+            peer_from_send = measure_peer_latency(stack, peer, args.latency_units)
         finally:
             agent.stop()
+            peer.stop()
         wakeup = long_poll_wakeup(stack, min(args.latency_units, 20))
         results["latency"] = {
             "units": args.latency_units,
@@ -460,6 +532,9 @@ def main():
                                     "p99": 1000 * percentile(from_sent, 99)},
             "long_poll_wakeup_ms": {"median": 1000 * statistics.median(wakeup),
                                     "p99": 1000 * percentile(wakeup, 99)},
+            "peer_from_send_start_ms": {"median": 1000 * statistics.median(peer_from_send),
+                                        "p99": 1000 * percentile(peer_from_send, 99),
+                                        "max": 1000 * max(peer_from_send)},
         }
         counts, run = measure_requests(binary, stack, tmp, env, args.request_units)
 
@@ -486,6 +561,13 @@ def main():
           f"{lat['long_poll_wakeup_ms']['p99']:.1f} ms")
     print(f"  beyond the wake-up: median {extra_median:.1f} ms, p99 {extra_p99:.1f} ms "
           f"(target < 100 ms)")
+    peer_lat = lat["peer_from_send_start_ms"]
+    print(f"  peer (bench/peers/boto3_worker.py, no ledger): median {peer_lat['median']:.1f} ms, "
+          f"p99 {peer_lat['p99']:.1f} ms")
+    pidle = results["idle_peer"]
+    print(f"peer idle (boto3 worker, same window): RSS max {pidle['rss_max_kib'] / 1024:.2f} MiB "
+          f"(RssAnon {pidle['rss_anon_kib'] / 1024:.2f} MiB), CPU "
+          f"{pidle['cpu_percent_of_core']:.3f} % of one core")
 
     print(f"AWS requests for {n} one-line units (1 agent, 2 slots, default heartbeat and sync), "
           f"{run['wall_s']:.1f} s, agent CPU {run['agent_cpu_s']:.2f} s "

@@ -2,7 +2,7 @@
 """progress benchmark: `controller progress` on a 100,000-unit job, beside what a user would
 otherwise run to learn the same counts (the aws CLI counting the units with a Scan).
 
-Usage: bench/progress_bench.py BUILD_DIR [--units N]
+Usage: bench/progress_bench.py BUILD_DIR [--units N] [--json FILE]
 Starts the emulators, enqueues an N-unit job (default 100,000) with the controller, then times
 `controller progress --json` (11 runs, process start included) and
 `aws dynamodb scan --select COUNT` filtered on state (3 runs). Target: progress under 200 ms.
@@ -33,6 +33,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("build_dir")
     ap.add_argument("--units", type=int, default=100000)
+    ap.add_argument("--json", help="also write the figures to this file")
     args = ap.parse_args()
     controller = os.path.join(args.build_dir, "controller", "controller")
 
@@ -73,6 +74,11 @@ def main():
     print(f"| {'aws dynamodb scan --select COUNT':<38} | {peer_med:>7.0f}ms | {max(peer):>7.0f}ms |")
     print(f"ratio (scan / progress, median): {peer_med / med:.0f}x; target < 200 ms: "
           f"{'met' if med < 200 else 'NOT met'}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"units": args.units, "ours_ms": ours, "peer_ms": peer,
+                       "ours_median_ms": med, "ours_p90_ms": p90, "peer_median_ms": peer_med},
+                      f, indent=2)
 
 
 if __name__ == "__main__":
