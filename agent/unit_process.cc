@@ -1,5 +1,6 @@
 #include "agent/unit_process.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <poll.h>
@@ -13,6 +14,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <climits>
+#include <cstdio>
 #include <cstring>
 #include <mutex>
 #include <set>
@@ -378,6 +380,39 @@ ProcessExit UnitProcess::Kill() {
   }
   ::kill(-impl_->pid, SIGKILL);
   return *exit;
+}
+
+bool UnitProcess::GroupAlive() const {
+  // kill(-pgid, 0) would count the shell, which stays an unreaped zombie in the group so the
+  // group id stays ours; /proc tells a zombie from a live process.
+  DIR* proc = ::opendir("/proc");
+  if (proc == nullptr) return false;
+  bool alive = false;
+  char stat[512];
+  while (dirent* entry = ::readdir(proc)) {
+    if (entry->d_name[0] < '0' || entry->d_name[0] > '9') continue;
+    const std::string path = std::string("/proc/") + entry->d_name + "/stat";
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) continue;  // gone meanwhile
+    ssize_t n = ::read(fd, stat, sizeof stat - 1);
+    ::close(fd);
+    if (n <= 0) continue;
+    stat[n] = '\0';
+    // "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses, so parse after
+    // the last ')'.
+    const char* rest = std::strrchr(stat, ')');
+    char state = 0;
+    long ppid = 0, pgrp = 0;
+    if (rest == nullptr || std::sscanf(rest + 1, " %c %ld %ld", &state, &ppid, &pgrp) != 3) {
+      continue;
+    }
+    if (pgrp == impl_->pid && state != 'Z' && state != 'X') {
+      alive = true;
+      break;
+    }
+  }
+  ::closedir(proc);
+  return alive;
 }
 
 Result<std::unique_ptr<UnitProcess>> UnitProcess::Start(const ProcessSpec& spec) {

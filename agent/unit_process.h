@@ -87,6 +87,12 @@ class UnitProcess {
   void Signal(int signal);
   // SIGKILL to the group, waits for the shell, and returns its exit.
   ProcessExit Kill();
+  // True while a process of the group other than the exited shell is alive. A shell that
+  // forks its command (Debian's dash does, even for `sh -c 'python3 sim.py'`) dies of a
+  // drain's SIGTERM at once while the program it started still writes its checkpoint: the
+  // unit is the group, not the shell. Reads /proc (the agent must be able to see its units'
+  // processes there); false when it cannot.
+  bool GroupAlive() const;
 
  private:
   struct Impl;

@@ -545,11 +545,18 @@ struct UnitRunner::Impl {
         std::max<std::int64_t>(
             0,
             std::chrono::duration_cast<milliseconds>(grace_end() - clock().Monotonic()).count()));
+    // The unit is its process group, not the shell (UnitProcess::GroupAlive).
+    std::optional<ProcessExit> shell_exit;
     while (true) {
       const auto until =
           std::chrono::duration_cast<milliseconds>(grace_end() - clock().Monotonic());
       const milliseconds wait = std::clamp(until, milliseconds(1), NextWait(false));
-      if (auto done = process.WaitFor(wait)) return *done;
+      if (!shell_exit) {
+        shell_exit = process.WaitFor(wait);
+      } else {
+        clock().SleepFor(wait, &lost_stop);
+      }
+      if (shell_exit && !process.GroupAlive()) return *shell_exit;
       Tick(false);
       if (lost) return process.Kill();
       if (clock().Monotonic() >= grace_end()) {

@@ -40,7 +40,7 @@ import urllib.request
 
 import botocore.session
 
-from emulators import running_emulators
+from emulators import running_emulators, wait_until
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FAULT_PROXY = os.path.join(os.path.dirname(HERE), "tests", "harness", "fault_proxy.py")
@@ -355,15 +355,6 @@ def measure_peer_latency(stack, peer, units):
         with open(path) as f:
             from_send.append(float(f.read().strip()) - t0)
     return from_send
-
-
-def wait_until(condition, deadline_s, interval=0.005):
-    end = time.monotonic() + deadline_s
-    while not condition():
-        if time.monotonic() > end:
-            return False
-        time.sleep(interval)  # polling a condition with a deadline
-    return True
 
 
 # --- 2. dispatch latency ------------------------------------------------------------------------

@@ -28,19 +28,10 @@ import time
 
 import botocore.session
 
-from emulators import running_emulators
+from emulators import running_emulators, wait_until
 
 STACK = "flushbench"
 JOB_PREFIX = "flush"
-
-
-def wait_until(condition, deadline_s, interval=0.02):
-    end = time.monotonic() + deadline_s
-    while not condition():
-        if time.monotonic() > end:
-            return False
-        time.sleep(interval)  # polling a condition with a deadline
-    return True
 
 
 def make_checkpoint(path, mib, files):

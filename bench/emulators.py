@@ -3,6 +3,7 @@ import contextlib
 import json
 import os
 import subprocess
+import time
 
 LAUNCHER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                         "tests", "harness", "launcher.py")
@@ -28,3 +29,13 @@ def running_emulators(tmp):
     finally:
         subprocess.run(["/usr/bin/python3", LAUNCHER, "stop", "--state-dir", state],
                        stdout=subprocess.DEVNULL)
+
+
+def wait_until(condition, deadline_s, interval=0.01):
+    """Polls `condition` until it is true (True) or `deadline_s` has passed (False)."""
+    end = time.monotonic() + deadline_s
+    while not condition():
+        if time.monotonic() > end:
+            return False
+        time.sleep(interval)  # polling a condition with a deadline
+    return True

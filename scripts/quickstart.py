@@ -471,9 +471,10 @@ class Scenario:
         simulation = os.path.join(bin_dir, "simulate.py")
         shutil.copy(SIMULATION, simulation)
         os.chmod(simulation, 0o755)
-        # `exec`: /bin/sh (dash) dies of the drain's SIGTERM at once and does not wait for its
-        # child; exec'd, the simulation itself gets the signal, checkpoints and exits 143.
-        template = ("exec /usr/bin/python3 %s --beta {beta} --gamma {gamma} --seed {seed}"
+        # No `exec`: /bin/sh (dash) forks the simulation and dies of the drain's SIGTERM at
+        # once; the agent waits for the whole process group, so the simulation still saves
+        # its checkpoint.
+        template = ("/usr/bin/python3 %s --beta {beta} --gamma {gamma} --seed {seed}"
                     % simulation)
 
         say("")
@@ -679,7 +680,7 @@ class Scenario:
                                                        attempt["reason"], attempt["worker"]))
         say("Locally: %s (merged.csv, results/UNIT/result.csv, logs/)." % self.out)
         say("")
-        say("The same on AWS (docs/deployment.md): build the .deb, bake the AMI with packer,")
+        say("The same on AWS (README, \"Deploying on AWS\"): build the .deb, bake the AMI with packer,")
         say("`controller init --bucket YOUR-BUCKET`, deploy deploy/fleet.yaml with CloudFormation,")
         say("then `controller enqueue examples/grid.csv --command '...'` and `controller progress")
         say("--watch`: the Auto Scaling group grows with the queue; Spot reclaims drain as here.")

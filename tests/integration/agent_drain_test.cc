@@ -102,13 +102,7 @@ class AgentDrainTest : public ::testing::Test {
 
   void TearDown() override {
     if (!HasFailure()) return;
-    for (const auto& agent : agents_) {
-      std::string log = agent->Log();
-      if (log.size() > 8000) log = "..." + log.substr(log.size() - 8000);
-      std::cerr << "---- agent " << agent->instance_id() << " (pid " << agent->pid()
-                << ") log tail:\n"
-                << log << "\n";
-    }
+    PrintAgentLogTails(agents_, 8000);
     for (auto* tenant : tenants_) {
       std::cerr << "---- aws fake calls of " << tenant->url() << ":\n"
                 << tenant->Calls().dump(1) << "\n";

@@ -58,13 +58,7 @@ class AgentE2ETest : public ::testing::Test {
 
   void TearDown() override {
     if (!HasFailure()) return;
-    for (const auto& agent : agents_) {
-      std::string log = agent->Log();
-      if (log.size() > 6000) log = "..." + log.substr(log.size() - 6000);
-      std::cerr << "---- agent " << agent->instance_id() << " (pid " << agent->pid()
-                << ") log tail:\n"
-                << log << "\n";
-    }
+    PrintAgentLogTails(agents_, 6000);
   }
 
   // Starts an agent on this test's stack; nullptr (and the test has failed) if it can't.

@@ -25,6 +25,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <iostream>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -533,5 +534,17 @@ class E2EStack {
   std::shared_ptr<DynamoDbClient> db_;
   std::shared_ptr<SqsClient> sqs_;
 };
+
+// Prints the tail of every agent's log to stderr: what a failed test needs to be read.
+inline void PrintAgentLogTails(const std::vector<std::unique_ptr<AgentProcess>>& agents,
+                               std::size_t max_bytes) {
+  for (const auto& agent : agents) {
+    std::string log = agent->Log();
+    if (log.size() > max_bytes) log = "..." + log.substr(log.size() - max_bytes);
+    std::cerr << "---- agent " << agent->instance_id() << " (pid " << agent->pid()
+              << ") log tail:\n"
+              << log << "\n";
+  }
+}
 
 }  // namespace spotgrid::testing

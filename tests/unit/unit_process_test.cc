@@ -413,6 +413,35 @@ TEST_F(UnitProcessTest, WaitForTimesOutWhileRunningAndReturnsPromptlyOnExit) {
   EXPECT_EQ(again->exit_code, 3);
 }
 
+// The shell has exited but left its command running: the group is alive until that ends
+// (what a drain waits for when dash forked the command and died of SIGTERM at once).
+TEST_F(UnitProcessTest, GroupAliveSeesWhatTheShellLeftRunningAfterItExited) {
+  auto process = StartOrDie(Spec("sleep 1000 & echo $! > ../bg.pid; exit 0"));
+  ASSERT_TRUE(process);
+  const pid_t pgid = process->pid();
+  AwaitFile(dir_ / "bg.pid");
+  std::optional<ProcessExit> exit = process->WaitFor(seconds(10));
+  ASSERT_TRUE(exit);
+  EXPECT_TRUE(exit->Succeeded());
+  EXPECT_TRUE(process->GroupAlive());
+  EXPECT_TRUE(process->Kill().Succeeded());  // the shell's exit, known already
+  EXPECT_TRUE(WaitUntil(
+      [&] {
+        ReapOrphans(pgid);
+        return !process->GroupAlive();
+      },
+      seconds(10)));
+}
+
+TEST_F(UnitProcessTest, GroupOfAShellThatExitedAloneIsNotAlive) {
+  auto process = StartOrDie(Spec("exit 3"));
+  ASSERT_TRUE(process);
+  std::optional<ProcessExit> exit = process->WaitFor(seconds(10));
+  ASSERT_TRUE(exit);
+  EXPECT_EQ(exit->exit_code, 3);
+  EXPECT_FALSE(process->GroupAlive());  // the unreaped shell is a zombie, not a live member
+}
+
 TEST_F(UnitProcessTest, TerminateKillsTheWholeGroupIncludingABackgroundGrandchild) {
   auto process = StartOrDie(Spec("sleep 1000 & echo $! > ../bg.pid; sleep 1000; wait"));
   ASSERT_TRUE(process);
