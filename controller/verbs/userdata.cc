@@ -45,16 +45,12 @@ env_line() {
 }
 
 # The agent's first calls go to AWS. cloud-init runs user data after network-online.target
-# already; the wait covers images where it does not, but not forever.
+# already; on images where it does not, starting the target waits for it (systemd's own
+# wait-online services decide when the network is up), but not forever.
 if [[ -z "${root}" ]]; then
-  deadline=$((SECONDS + 300))
-  until systemctl is-active --quiet network-online.target; do
-    if ((SECONDS >= deadline)); then
-      echo "spotgrid: network-online.target not active after 300 s; starting anyway" >&2
-      break
-    fi
-    sleep 2
-  done
+  if ! timeout 300 systemctl start network-online.target; then
+    echo "spotgrid: network-online.target not reached within 300 s; starting anyway" >&2
+  fi
 fi
 
 # Written next to the target and renamed over it, so the agent never reads half a file.
