@@ -8,7 +8,7 @@
 
 #include <string>
 
-#include "spotgrid/services/imds_client.h"
+#include "spotgrid/aws/imds_client.h"
 
 namespace spotgrid::agent {
 

@@ -23,7 +23,7 @@
 #include <thread>
 
 #include "spotgrid/core/clock.h"
-#include "spotgrid/services/imds_client.h"
+#include "spotgrid/aws/imds_client.h"
 
 namespace spotgrid::agent {
 

@@ -7,7 +7,7 @@
 
 #include "spotgrid/aws/aws_client.h"
 #include "spotgrid/aws/credentials.h"
-#include "spotgrid/services/imds_client.h"
+#include "spotgrid/aws/imds_client.h"
 #include "support/client_fixture.h"
 #include "support/test_env.h"
 

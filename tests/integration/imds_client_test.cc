@@ -1,6 +1,6 @@
 // ImdsClient over the real curl transport against tests/harness/imds_fake.py. Each test uses
 // its own tenant (a path prefix on the shared fake), so tests run in parallel safely.
-#include "spotgrid/services/imds_client.h"
+#include "spotgrid/aws/imds_client.h"
 
 #include <gtest/gtest.h>
 

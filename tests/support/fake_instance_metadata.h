@@ -10,7 +10,7 @@
 #include <optional>
 #include <string>
 
-#include "spotgrid/services/imds_client.h"
+#include "spotgrid/aws/imds_client.h"
 
 namespace spotgrid::testing {
 

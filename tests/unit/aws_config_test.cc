@@ -8,7 +8,7 @@
 #include <fstream>
 
 #include "spotgrid/aws/aws_client.h"
-#include "spotgrid/services/imds_client.h"
+#include "spotgrid/aws/imds_client.h"
 #include "support/fake_clock.h"
 #include "support/fake_transport.h"
 #include "support/test_env.h"

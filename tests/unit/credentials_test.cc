@@ -16,7 +16,7 @@
 
 #include "spotgrid/core/iso8601.h"
 #include "spotgrid/core/log.h"
-#include "spotgrid/services/imds_client.h"
+#include "spotgrid/aws/imds_client.h"
 #include "support/fake_clock.h"
 #include "support/fake_transport.h"
 #include "support/test_env.h"

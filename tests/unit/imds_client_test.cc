@@ -1,7 +1,7 @@
 // ImdsClient against a scripted transport: the IMDSv2 token flow, the typed
 // calls, and the guarantees that matter off EC2 (disabled flag, short timeouts,
 // no IMDSv1 fallback).
-#include "spotgrid/services/imds_client.h"
+#include "spotgrid/aws/imds_client.h"
 
 #include <gtest/gtest.h>
 

@@ -1,4 +1,4 @@
-// Runs AWS's own SigV4 test suite (shared/sigv4-test-suite/v4, see its README.md) through our
+// Runs AWS's own SigV4 test suite (tests/data/sigv4-test-suite/v4, see its README.md) through our
 // signer: every case folder, header form and query (presigned) form, comparing the canonical
 // request, the string to sign, the signature and the signed request byte for byte.
 #include <gtest/gtest.h>
@@ -22,7 +22,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-const fs::path kSuiteDir = fs::path(SPOTGRID_SHARED_DIR) / "sigv4-test-suite" / "v4";
+const fs::path kSuiteDir = fs::path(SPOTGRID_TEST_DATA_DIR) / "sigv4-test-suite" / "v4";
 constexpr std::size_t kExpectedCases = 38;
 
 std::string ReadFile(const fs::path& path) {

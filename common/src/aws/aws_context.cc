@@ -4,7 +4,7 @@
 
 #include "spotgrid/aws/aws_client.h"
 #include "spotgrid/http/http1_transport.h"
-#include "spotgrid/services/imds_client.h"
+#include "spotgrid/aws/imds_client.h"
 
 namespace spotgrid {
 

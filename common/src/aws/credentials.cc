@@ -18,7 +18,7 @@
 #include "spotgrid/aws/aws_config.h"
 #include "spotgrid/core/iso8601.h"
 #include "spotgrid/core/log.h"
-#include "spotgrid/services/imds_client.h"
+#include "spotgrid/aws/imds_client.h"
 
 namespace spotgrid {
 

@@ -1,5 +1,5 @@
 // IMDSv2 client (see imds_client.h).
-#include "spotgrid/services/imds_client.h"
+#include "spotgrid/aws/imds_client.h"
 
 #include <algorithm>
 #include <charconv>
