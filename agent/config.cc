@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "spotgrid/core/duration.h"
+#include "spotgrid/core/file_io.h"
 #include "spotgrid/ledger/ledger.h"
 
 namespace spotgrid::agent {
@@ -505,26 +506,6 @@ Result<std::vector<FileEntry>> ParseEnvFile(const std::string& text, const std::
   return entries;
 }
 
-// The file's contents; nullopt when it does not exist.
-Result<std::optional<std::string>> ReadFile(const std::filesystem::path& path) {
-  std::FILE* file = std::fopen(path.c_str(), "rb");
-  if (file == nullptr) {
-    if (errno == ENOENT) return std::optional<std::string>();
-    return Error::Io("read environment file", path.string() + ": " + std::strerror(errno));
-  }
-  std::string text;
-  char buffer[4096];
-  std::size_t got = 0;
-  while ((got = std::fread(buffer, 1, sizeof buffer, file)) > 0) text.append(buffer, got);
-  const bool failed = std::ferror(file) != 0;
-  const int saved_errno = errno;
-  std::fclose(file);
-  if (failed) {
-    return Error::Io("read environment file", path.string() + ": " + std::strerror(saved_errno));
-  }
-  return std::optional<std::string>(std::move(text));
-}
-
 // The SPOTGRID_* settings of the environment file, by flag name. Other keys are
 // for systemd to export (AWS_REGION, ...) and are not ours to judge; an unknown
 // SPOTGRID_* key is a typo that would otherwise silently fall back to a
@@ -532,16 +513,16 @@ Result<std::optional<std::string>> ReadFile(const std::filesystem::path& path) {
 Result<std::map<std::string_view, Value>> ReadEnvFile(const std::filesystem::path& path,
                                                       bool explicitly_named,
                                                       const std::string& named_by) {
-  Result<std::optional<std::string>> text = ReadFile(path);
-  if (!text.ok()) return text.error();
+  Result<std::string> text = ReadFile(path, "read environment file");
   std::map<std::string_view, Value> values;
-  if (!text->has_value()) {
+  if (!text.ok()) {
+    if (!text.error().IsNotFound()) return text.error();
     if (explicitly_named) {
       return Error::InvalidInput(named_by + ": " + path.string() + ": no such file");
     }
     return values;
   }
-  Result<std::vector<FileEntry>> entries = ParseEnvFile(**text, path.string());
+  Result<std::vector<FileEntry>> entries = ParseEnvFile(*text, path.string());
   if (!entries.ok()) return entries.error();
   for (FileEntry& entry : *entries) {
     if (entry.key.compare(0, kEnvPrefix.size(), kEnvPrefix) != 0) continue;

@@ -10,7 +10,6 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
 #include <limits>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -21,6 +20,7 @@
 #include <unordered_set>
 #include <utility>
 
+#include "spotgrid/core/file_io.h"
 #include "spotgrid/core/iso8601.h"
 #include "spotgrid/core/log.h"
 #include "spotgrid/core/parallel_for.h"
@@ -50,23 +50,6 @@ std::optional<std::int64_t> ParseLastModifiedNs(const std::string& text) {
   if (!time) return std::nullopt;
   return std::chrono::duration_cast<std::chrono::nanoseconds>(time->time_since_epoch()).count();
 }
-
-// Keeps the first error reported from several threads.
-class FirstError {
- public:
-  void Set(const Error& error) {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (!error_) error_ = error;
-  }
-  std::optional<Error> Get() const {
-    std::lock_guard<std::mutex> lock(mu_);
-    return error_;
-  }
-
- private:
-  mutable std::mutex mu_;
-  std::optional<Error> error_;
-};
 
 // Every object below `prefix`, counting the listing pages as requests.
 Result<std::vector<S3ListedObject>> ListPrefix(S3& s3, const std::string& bucket,
@@ -322,15 +305,14 @@ Result<SyncStats> DirectorySync::Sync(bool final_sync) {
 
 Status DirectorySync::LoadManifest() {
   if (options_.manifest_path.empty()) return Status::Ok();
-  std::ifstream in(options_.manifest_path, std::ios::binary);
-  if (!in) {
-    std::error_code ec;
-    if (!fs::exists(options_.manifest_path, ec)) return Status::Ok();  // first run
-    return Error::Io("open", options_.manifest_path.string() + ": cannot read");
+  Result<std::string> text = ReadFile(options_.manifest_path, "read sync manifest");
+  if (!text.ok()) {
+    if (text.error().IsNotFound()) return Status::Ok();  // first run
+    return text.error();
   }
   std::map<std::string, Entry> files;
   try {
-    const nlohmann::json manifest = nlohmann::json::parse(in);
+    const nlohmann::json manifest = nlohmann::json::parse(*text);
     if (manifest.at("version").get<int>() != kManifestVersion) {
       return Error::InvalidInput("unknown manifest version");
     }
@@ -363,19 +345,7 @@ Status DirectorySync::SaveManifest() const {
   // A file name that is not UTF-8 is replaced in the manifest rather than failing the save;
   // such a file is merely uploaded again by a restarted agent.
   const std::string text = manifest.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-  fs::path temp = options_.manifest_path;
-  temp += ".tmp";
-  {
-    std::ofstream out(temp, std::ios::binary | std::ios::trunc);
-    if (!out) return Error::Io("open", temp.string() + ": cannot write the manifest");
-    out << text;
-    out.flush();
-    if (!out) return Error::Io("write", temp.string());
-  }
-  std::error_code ec;
-  fs::rename(temp, options_.manifest_path, ec);
-  if (ec) return Error::Io("rename", options_.manifest_path.string() + ": " + ec.message());
-  return Status::Ok();
+  return WriteFileAtomically(options_.manifest_path, text, std::nullopt, "save sync manifest");
 }
 
 Result<RestoreStats> RestoreDirectory(S3& s3, const std::string& bucket, const std::string& prefix,
@@ -415,39 +385,37 @@ Result<RestoreStats> RestoreDirectory(S3& s3, const std::string& bucket, const s
     download.path = std::move(*path);
   }
 
-  FirstError first_error;
   std::atomic<std::int64_t> files{0}, bytes{0};
   DownloadFileOptions options;
   options.concurrency = concurrency;
   options.stop = stop;
-  ParallelFor(downloads.size(), concurrency, [&](std::size_t i) {
-    if (stop != nullptr && stop->Requested()) return;
-    const Download& download = downloads[i];
-    const S3ListedObject& object = *download.object;
-    // Small objects in one GET (DownloadFile would HEAD first); large ones in parallel ranges.
-    Status fetched = object.size < options.multipart_threshold
-                         ? s3.GetObjectToFile(bucket, object.key, download.path.string())
-                         : s3.DownloadFile(bucket, object.key, download.path.string(), options);
-    if (!fetched.ok()) {
-      first_error.Set(fetched.error());
-      return;
-    }
-    if (auto modified = ParseLastModifiedNs(object.last_modified)) {
-      struct timespec times[2];
-      times[0].tv_sec = times[1].tv_sec = static_cast<time_t>(*modified / 1'000'000'000);
-      times[0].tv_nsec = times[1].tv_nsec = static_cast<long>(*modified % 1'000'000'000);
-      if (*modified < 0) {
-        times[0].tv_sec = times[1].tv_sec -= 1;
-        times[0].tv_nsec = times[1].tv_nsec += 1'000'000'000;
-      }
-      if (::utimensat(AT_FDCWD, download.path.c_str(), times, AT_SYMLINK_NOFOLLOW) != 0) {
-        Logger().warn("restore: cannot set the mtime of {}", download.path.string());
-      }
-    }
-    ++files;
-    bytes += static_cast<std::int64_t>(object.size);
-  });
-  if (auto error = first_error.Get()) return *error;
+  Status fetched_all = ParallelForStatus(
+      downloads.size(), concurrency, OnError::kRunAll, [&](std::size_t i) -> Status {
+        if (stop != nullptr && stop->Requested()) return Status::Ok();
+        const Download& download = downloads[i];
+        const S3ListedObject& object = *download.object;
+        // Small objects in one GET (DownloadFile would HEAD first); large ones in parallel ranges.
+        Status fetched = object.size < options.multipart_threshold
+                             ? s3.GetObjectToFile(bucket, object.key, download.path.string())
+                             : s3.DownloadFile(bucket, object.key, download.path.string(), options);
+        if (!fetched.ok()) return fetched;
+        if (auto modified = ParseLastModifiedNs(object.last_modified)) {
+          struct timespec times[2];
+          times[0].tv_sec = times[1].tv_sec = static_cast<time_t>(*modified / 1'000'000'000);
+          times[0].tv_nsec = times[1].tv_nsec = static_cast<long>(*modified % 1'000'000'000);
+          if (*modified < 0) {
+            times[0].tv_sec = times[1].tv_sec -= 1;
+            times[0].tv_nsec = times[1].tv_nsec += 1'000'000'000;
+          }
+          if (::utimensat(AT_FDCWD, download.path.c_str(), times, AT_SYMLINK_NOFOLLOW) != 0) {
+            Logger().warn("restore: cannot set the mtime of {}", download.path.string());
+          }
+        }
+        ++files;
+        bytes += static_cast<std::int64_t>(object.size);
+        return Status::Ok();
+      });
+  if (!fetched_all.ok()) return fetched_all.error();
   if (stop != nullptr && stop->Requested()) return Error::Cancelled("RestoreDirectory");
   return RestoreStats{files.load(), bytes.load()};
 }

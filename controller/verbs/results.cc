@@ -5,17 +5,17 @@
 // Keys come from S3, which anyone with write access to the bucket controls, so a key is
 // turned into a path only after checking it cannot leave DIR: no absolute path, no "." or ".."
 // component, no empty component, and no symbolic link on the way down.
-#include <openssl/evp.h>
 
 #include <atomic>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <mutex>
 
 #include "grid.h"
 #include "job_selection.h"
 #include "output.h"
+#include "spotgrid/core/digest.h"
+#include "spotgrid/core/file_io.h"
 #include "spotgrid/core/parallel_for.h"
 #include "spotgrid/core/safe_path.h"
 #include "spotgrid/services/s3_client.h"
@@ -58,32 +58,6 @@ Result<fs::path> SafePath(const fs::path& root, const std::string& unit,
   return path;
 }
 
-// Hex MD5 of a file; "" if it cannot be read.
-std::string FileMd5(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return "";
-  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
-  EVP_DigestInit_ex(ctx, EVP_md5(), nullptr);
-  std::vector<char> buffer(1 << 16);
-  while (in) {
-    in.read(buffer.data(), static_cast<std::streamsize>(buffer.size()));
-    if (in.gcount() > 0)
-      EVP_DigestUpdate(ctx, buffer.data(), static_cast<std::size_t>(in.gcount()));
-  }
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int length = 0;
-  EVP_DigestFinal_ex(ctx, digest, &length);
-  EVP_MD_CTX_free(ctx);
-  if (in.bad()) return "";
-  static const char* kHex = "0123456789abcdef";
-  std::string out;
-  for (unsigned int i = 0; i < length; ++i) {
-    out += kHex[digest[i] >> 4];
-    out += kHex[digest[i] & 15];
-  }
-  return out;
-}
-
 // The ETag as an MD5 when it is one (single-part uploads); "" for multipart ETags ("...-3").
 std::string PlainMd5(std::string etag) {
   if (etag.size() >= 2 && etag.front() == '"' && etag.back() == '"')
@@ -102,15 +76,9 @@ bool AlreadyThere(const Download& download) {
   if (ec || !fs::is_regular_file(status)) return false;
   if (fs::file_size(download.path, ec) != download.size || ec) return false;
   const std::string md5 = PlainMd5(download.etag);
-  return md5.empty() || FileMd5(download.path) == md5;
-}
-
-Result<std::string> ReadFile(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return Error::Io("open", path.string() + ": cannot read");
-  std::string data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (in.bad()) return Error::Io("read", path.string());
-  return data;
+  if (md5.empty()) return true;
+  auto local = Md5HexOfFile(download.path.string());
+  return local.ok() && *local == md5;
 }
 
 std::string CsvLine(const std::vector<std::string>& fields) {
@@ -146,7 +114,7 @@ Result<MergeStats> Merge(const std::vector<UnitOutputs>& units, const fs::path& 
       stats.missing.push_back(unit.spec.id);
       continue;
     }
-    auto data = ReadFile(path);
+    auto data = ReadFile(path, "read result file");
     if (!data.ok()) return data.error();
     if (data->empty()) continue;
     // A result file is any CSV: its column names need not be environment variable names,
@@ -182,18 +150,11 @@ Result<MergeStats> Merge(const std::vector<UnitOutputs>& units, const fs::path& 
   std::vector<std::string> head = {"unit"};
   head.insert(head.end(), params.begin(), params.end());
   if (header) head.insert(head.end(), header->begin(), header->end());
-  fs::path temp = merge_path;
-  temp += ".partial";
-  {
-    std::ofstream out(temp, std::ios::binary | std::ios::trunc);
-    if (!out) return Error::Io("open", temp.string() + ": cannot write");
-    out << CsvLine(head) << body;
-    out.flush();
-    if (!out) return Error::Io("write", temp.string());
+  if (Status written = WriteFileAtomically(merge_path, CsvLine(head) + body, std::nullopt,
+                                           "write merged results");
+      !written.ok()) {
+    return written.error();
   }
-  std::error_code ec;
-  fs::rename(temp, merge_path, ec);
-  if (ec) return Error::Io("rename", merge_path.string() + ": " + ec.message());
   return stats;
 }
 
@@ -235,21 +196,17 @@ int RunResults(const Args& args, Controller& controller) {
 
   // Phase 1: list each unit's output/ (one listing per unit, several at once).
   std::vector<UnitOutputs> units(succeeded.size());
-  std::mutex mu;
-  std::optional<Error> first_error;
-  ParallelFor(succeeded.size(), kConcurrency, [&](std::size_t i) {
-    units[i].unit = &succeeded[i];
-    ListObjectsOptions options;
-    options.prefix = OutputPrefix(info, job->spec.id, succeeded[i].spec.id);
-    auto listing = s3.ListObjects(info.bucket, options);
-    if (!listing.ok()) {
-      std::lock_guard<std::mutex> lock(mu);
-      if (!first_error) first_error = listing.error();
-      return;
-    }
-    units[i].objects = std::move(listing->objects);
-  });
-  if (first_error) return ReportError(controller, *first_error);
+  Status outputs_listed = ParallelForStatus(
+      succeeded.size(), kConcurrency, OnError::kStopStarting, [&](std::size_t i) -> Status {
+        units[i].unit = &succeeded[i];
+        ListObjectsOptions options;
+        options.prefix = OutputPrefix(info, job->spec.id, succeeded[i].spec.id);
+        auto listing = s3.ListObjects(info.bucket, options);
+        if (!listing.ok()) return listing.error();
+        units[i].objects = std::move(listing->objects);
+        return Status::Ok();
+      });
+  if (!outputs_listed.ok()) return ReportError(controller, outputs_listed.error());
 
   std::vector<Download> downloads;
   for (const UnitOutputs& entry : units) {
@@ -265,6 +222,7 @@ int RunResults(const Args& args, Controller& controller) {
   // Phase 2: download what is missing or different.
   std::atomic<std::int64_t> done{0}, fetched{0}, skipped{0}, failed{0};
   std::atomic<std::uint64_t> bytes{0};
+  std::mutex mu;
   std::vector<std::string> failures;
   {
     ProgressBar bar(controller, "results", static_cast<std::int64_t>(downloads.size()), !json);

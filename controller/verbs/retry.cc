@@ -65,19 +65,18 @@ int RunRetry(const Args& args, Controller& controller) {
 
   std::vector<std::string> retried;
   std::vector<std::string> moved;  // changed state meanwhile (e.g. another retry)
-  std::optional<Error> first_error;
   std::mutex mu;
-  ParallelFor(candidates.size(), kConcurrency, [&](std::size_t i) {
-    Status status = ledger.RetryUnit(job_id, candidates[i]);
-    std::lock_guard<std::mutex> lock(mu);
-    if (status.ok()) {
-      retried.push_back(candidates[i]);
-    } else if (status.error().IsConditionFailed()) {
-      moved.push_back(candidates[i]);
-    } else if (!first_error) {
-      first_error = status.error();
-    }
-  });
+  Status retried_all = ParallelForStatus(candidates.size(), kConcurrency, OnError::kRunAll,
+                                         [&](std::size_t i) -> Status {
+                                           Status status = ledger.RetryUnit(job_id, candidates[i]);
+                                           if (!status.ok() && !status.error().IsConditionFailed())
+                                             return status;
+                                           std::lock_guard<std::mutex> lock(mu);
+                                           (status.ok() ? retried : moved).push_back(candidates[i]);
+                                           return Status::Ok();
+                                         });
+  std::optional<Error> first_error;
+  if (!retried_all.ok()) first_error = retried_all.error();
   // The last counting intent of this run is settled now rather than left for the next
   // `progress` to tidy up (docs/ledger.md).
   if (Status flushed = ledger.FlushIntents(job_id, "controller"); !flushed.ok() && !first_error) {

@@ -1,10 +1,5 @@
 #include "spotgrid/aws/sigv4.h"
 
-#include <openssl/core_names.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
-#include <openssl/params.h>
-
 #include <algorithm>
 #include <array>
 #include <cstdio>
@@ -27,12 +22,6 @@ constexpr std::string_view kAlgorithm = "AWS4-HMAC-SHA256";
 constexpr std::array<std::string_view, 7> kUnsignedHeaders = {
     "authorization",     "expect",         "user-agent", "x-amzn-trace-id", "connection",
     "transfer-encoding", "accept-encoding"};
-
-// Fetched once: in OpenSSL 3 every implicit fetch by name costs a lock and a lookup.
-const EVP_MD* Sha256Md() {
-  static const EVP_MD* md = EVP_MD_fetch(nullptr, "SHA256", nullptr);
-  return md != nullptr ? md : EVP_sha256();
-}
 
 // Trims and squeezes every whitespace run (folded line breaks included) to one space.
 std::string TrimAll(std::string_view value) {
@@ -332,93 +321,6 @@ SignedRequest PresignRequest(const SigningRequest& request, const Credentials& c
   out.canonical_request = std::move(sig.canonical_request);
   out.string_to_sign = std::move(sig.string_to_sign);
   out.signature = std::move(sig.signature);
-  return out;
-}
-
-std::string Sha256Hex(std::string_view data) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int length = 0;
-  EVP_Digest(data.data(), data.size(), digest, &length, Sha256Md(), nullptr);
-  return HexEncode(std::string_view(reinterpret_cast<const char*>(digest), length));
-}
-
-Result<std::string> Sha256HexOfFile(const FileRange& range) {
-  struct FileCloser {
-    void operator()(std::FILE* f) const { std::fclose(f); }
-  };
-  struct CtxFree {
-    void operator()(EVP_MD_CTX* c) const { EVP_MD_CTX_free(c); }
-  };
-  std::unique_ptr<std::FILE, FileCloser> file(std::fopen(range.path.c_str(), "rb"));
-  if (!file) return Error::Io("hash file", "cannot open " + range.path);
-  if (range.offset > 0 && fseeko(file.get(), static_cast<off_t>(range.offset), SEEK_SET) != 0) {
-    return Error::Io("hash file", "cannot seek in " + range.path);
-  }
-  std::unique_ptr<EVP_MD_CTX, CtxFree> ctx(EVP_MD_CTX_new());
-  if (!ctx || EVP_DigestInit_ex(ctx.get(), Sha256Md(), nullptr) != 1) {
-    return Error::Io("hash file", "cannot initialise SHA-256");
-  }
-  std::vector<char> buffer(1 << 16);
-  std::uint64_t remaining = range.length;
-  while (remaining > 0) {
-    const std::size_t want =
-        static_cast<std::size_t>(std::min<std::uint64_t>(remaining, buffer.size()));
-    const std::size_t got = std::fread(buffer.data(), 1, want, file.get());
-    if (got == 0) {
-      return Error::Io("hash file", range.path + " ended " + std::to_string(remaining) +
-                                        " bytes before the end of the requested range");
-    }
-    EVP_DigestUpdate(ctx.get(), buffer.data(), got);
-    remaining -= got;
-  }
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int length = 0;
-  EVP_DigestFinal_ex(ctx.get(), digest, &length);
-  return HexEncode(std::string_view(reinterpret_cast<const char*>(digest), length));
-}
-
-std::string HmacSha256(std::string_view key, std::string_view data) {
-  // One HMAC context per thread with its digest set once: HMAC() would fetch the MAC and the digest
-  // by name on every call, which costs more than hashing a canonical request.
-  struct CtxFree {
-    void operator()(EVP_MAC_CTX* c) const { EVP_MAC_CTX_free(c); }
-  };
-  static EVP_MAC* const mac = EVP_MAC_fetch(nullptr, "HMAC", nullptr);
-  thread_local std::unique_ptr<EVP_MAC_CTX, CtxFree> ctx = [] {
-    std::unique_ptr<EVP_MAC_CTX, CtxFree> c(mac != nullptr ? EVP_MAC_CTX_new(mac) : nullptr);
-    char digest[] = "SHA256";
-    const OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string("digest", digest, 0),
-                                 OSSL_PARAM_construct_end()};
-    if (c && EVP_MAC_CTX_set_params(c.get(), params) != 1) c.reset();
-    return c;
-  }();
-  unsigned char out[EVP_MAX_MD_SIZE];
-  std::size_t length = 0;
-  // An empty key must still be a valid (non-null) pointer for EVP_MAC_init to set it.
-  static const unsigned char kNoKey = 0;
-  const auto* key_bytes =
-      key.empty() ? &kNoKey : reinterpret_cast<const unsigned char*>(key.data());
-  if (!ctx || EVP_MAC_init(ctx.get(), key_bytes, key.size(), nullptr) != 1 ||
-      EVP_MAC_update(ctx.get(), reinterpret_cast<const unsigned char*>(data.data()), data.size()) !=
-          1 ||
-      EVP_MAC_final(ctx.get(), out, &length, sizeof(out)) != 1) {
-    // Only a broken OpenSSL installation gets here; fall back to the one-shot API.
-    unsigned int fallback_length = 0;
-    HMAC(Sha256Md(), key.data(), static_cast<int>(key.size()),
-         reinterpret_cast<const unsigned char*>(data.data()), data.size(), out, &fallback_length);
-    length = fallback_length;
-  }
-  return std::string(reinterpret_cast<const char*>(out), length);
-}
-
-std::string HexEncode(std::string_view bytes) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out(bytes.size() * 2, '\0');
-  for (std::size_t i = 0; i < bytes.size(); ++i) {
-    const auto b = static_cast<unsigned char>(bytes[i]);
-    out[2 * i] = kHex[b >> 4];
-    out[2 * i + 1] = kHex[b & 0x0F];
-  }
   return out;
 }
 

@@ -44,14 +44,17 @@ Result<std::string> ReadFile(const std::filesystem::path& path, std::string_view
 }
 
 Result<std::string> CreateTemporaryBeside(const std::filesystem::path& path,
-                                          std::string_view operation) {
+                                          std::string_view operation,
+                                          std::optional<std::filesystem::perms> mode) {
+  // The umask applies as to any new file; it can only take bits away from a secret's 0600.
+  const mode_t create_mode = mode ? static_cast<mode_t>(*mode) : 0666;
   thread_local std::mt19937_64 rng{std::random_device{}()};
   const std::filesystem::path dir = path.has_parent_path() ? path.parent_path() : ".";
   for (int attempt = 0; attempt < 16; ++attempt) {
     char suffix[17];
     std::snprintf(suffix, sizeof suffix, "%016llx", static_cast<unsigned long long>(rng()));
     const std::string name = (dir / ("." + path.filename().string() + ".part-" + suffix)).string();
-    const int fd = ::open(name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    const int fd = ::open(name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, create_mode);
     if (fd >= 0) {
       ::close(fd);
       return name;
@@ -67,16 +70,15 @@ Status RenameInto(const std::filesystem::path& from, const std::filesystem::path
   if (std::rename(from.c_str(), to.c_str()) != 0) {
     const int err = errno;
     std::remove(from.c_str());
-    return Error::Io(std::string(operation),
-                     "cannot rename " + from.string() + " to " + to.string() + ": " +
-                         ErrnoText(err));
+    return Error::Io(std::string(operation), "cannot rename " + from.string() + " to " +
+                                                 to.string() + ": " + ErrnoText(err));
   }
   return Status::Ok();
 }
 
 Status WriteFileAtomically(const std::filesystem::path& path, std::string_view data,
-                           std::filesystem::perms mode, std::string_view operation) {
-  auto temp = CreateTemporaryBeside(path, operation);
+                           std::optional<std::filesystem::perms> mode, std::string_view operation) {
+  auto temp = CreateTemporaryBeside(path, operation, mode);
   if (!temp.ok()) return temp.error();
   const int fd = ::open(temp->c_str(), O_WRONLY | O_TRUNC | O_CLOEXEC);
   if (fd < 0) {
@@ -89,7 +91,6 @@ Status WriteFileAtomically(const std::filesystem::path& path, std::string_view d
     std::remove(temp->c_str());
     return IoError(operation, path, err);
   };
-  if (::fchmod(fd, static_cast<mode_t>(mode)) != 0) return fail(errno);
   std::size_t written = 0;
   while (written < data.size()) {
     const ssize_t n = ::write(fd, data.data() + written, data.size() - written);

@@ -296,23 +296,19 @@ class DynamoLedger final : public Ledger {
       if (!items.ok()) return items.error();
       running = std::move(*items);
     }
-    std::mutex mu;
-    Status first_error;
-    auto note_error = [&](const Status& status) {
-      std::lock_guard<std::mutex> lock(mu);
-      if (first_error.ok()) first_error = status;
-    };
-    ParallelFor(running.size(), options_.write_concurrency, [&](std::size_t i) {
-      std::string unit = ddb::GetS(running[i], "unit").value_or("");
-      WriteOptions options;
-      options.condition_expression = "#st = :r";
-      options.names = {{"#st", "state"}};
-      options.values = {{":r", ddb::S(ToString(UnitState::kRunning))}, {":t", ddb::Bool(true)}};
-      WriteResult result = db_->UpdateItem(options_.table, codec::UnitKey(job, unit),
-                                           "SET cancel_requested = :t", options);
-      if (!result.ok() && !result.error().IsConditionFailed()) note_error(result.status);
-    });
-    if (!first_error.ok()) return first_error.error();
+    Status flagged = ParallelForStatus(
+        running.size(), options_.write_concurrency, OnError::kRunAll, [&](std::size_t i) -> Status {
+          std::string unit = ddb::GetS(running[i], "unit").value_or("");
+          WriteOptions options;
+          options.condition_expression = "#st = :r";
+          options.names = {{"#st", "state"}};
+          options.values = {{":r", ddb::S(ToString(UnitState::kRunning))}, {":t", ddb::Bool(true)}};
+          WriteResult result = db_->UpdateItem(options_.table, codec::UnitKey(job, unit),
+                                               "SET cancel_requested = :t", options);
+          if (!result.ok() && !result.error().IsConditionFailed()) return result.status;
+          return Status::Ok();
+        });
+    if (!flagged.ok()) return flagged.error();
 
     std::vector<json> queued;
     {
@@ -327,34 +323,37 @@ class DynamoLedger final : public Ledger {
     int lanes = std::max(1, options_.write_concurrency);
     std::size_t per_lane =
         (queued.size() + static_cast<std::size_t>(lanes) - 1) / static_cast<std::size_t>(lanes);
-    ParallelFor(static_cast<std::size_t>(lanes), lanes, [&](std::size_t lane) {
-      std::optional<PendingIntent> pending;
-      std::size_t begin = lane * per_lane;
-      std::size_t end = std::min(queued.size(), begin + per_lane);
-      for (std::size_t i = begin; i < end; ++i) {
-        CountedTransitionRequest request;
-        request.job = job;
-        request.unit = ddb::GetS(queued[i], "unit").value_or("");
-        request.from = UnitState::kQueued;
-        request.attempt = ddb::GetInt(queued[i], "attempt").value_or(0);
-        request.to = UnitState::kCancelled;
-        request.writer = "controller";
-        request.extra_set = "finished_at = :xf";
-        request.values = {{":xf", ddb::S(codec::FormatTime(clock_.Now()))}};
-        Status status = Transition(request, pending);
-        if (status.ok()) {
-          ++cancelled;
-        } else if (!status.error().IsConditionFailed()) {
-          note_error(status);
-          break;
-        }
-      }
-      if (pending) {
-        Status status = RemoveIntent(job, *pending);
-        if (!status.ok()) note_error(status);
-      }
-    });
-    if (!first_error.ok()) return first_error.error();
+    Status moved = ParallelForStatus(
+        static_cast<std::size_t>(lanes), lanes, OnError::kRunAll, [&](std::size_t lane) -> Status {
+          std::optional<PendingIntent> pending;
+          Status lane_status;
+          std::size_t begin = lane * per_lane;
+          std::size_t end = std::min(queued.size(), begin + per_lane);
+          for (std::size_t i = begin; i < end; ++i) {
+            CountedTransitionRequest request;
+            request.job = job;
+            request.unit = ddb::GetS(queued[i], "unit").value_or("");
+            request.from = UnitState::kQueued;
+            request.attempt = ddb::GetInt(queued[i], "attempt").value_or(0);
+            request.to = UnitState::kCancelled;
+            request.writer = "controller";
+            request.extra_set = "finished_at = :xf";
+            request.values = {{":xf", ddb::S(codec::FormatTime(clock_.Now()))}};
+            Status status = Transition(request, pending);
+            if (status.ok()) {
+              ++cancelled;
+            } else if (!status.error().IsConditionFailed()) {
+              lane_status = status;
+              break;
+            }
+          }
+          if (pending) {
+            Status removed = RemoveIntent(job, *pending);
+            if (lane_status.ok()) lane_status = removed;
+          }
+          return lane_status;
+        });
+    if (!moved.ok()) return moved.error();
     return cancelled.load();
   }
 

@@ -8,10 +8,10 @@
 #include <thread>
 #include <utility>
 
-#include "spotgrid/core/parallel_for.h"
 #include "services/json_writer.h"
 #include "spotgrid/aws/json_protocol.h"
 #include "spotgrid/aws/service.h"
+#include "spotgrid/core/parallel_for.h"
 
 namespace spotgrid {
 namespace {
@@ -597,27 +597,23 @@ Status DynamoDbClient::ParallelScan(const ScanRequest& request, int segments,
                                     const PageCallback& on_page) {
   if (segments < 1) return Error::InvalidInput("ParallelScan needs at least one segment");
   std::atomic<bool> stop{false};
-  std::mutex mu;
-  Status first_error;
-  ParallelFor(static_cast<std::size_t>(segments), segments, [&](std::size_t i) {
-    ScanRequest segment_request = request;
-    segment_request.segment = static_cast<int>(i);
-    segment_request.total_segments = segments;
-    Status status = Paginate(
-        "Scan", EncodeScan(segment_request), static_cast<int>(i),
-        [&](Page& page) {
-          if (on_page(page)) return true;
-          stop.store(true);
-          return false;
-        },
-        &stop);
-    if (!status.ok()) {
-      stop.store(true);
-      std::lock_guard<std::mutex> lock(mu);
-      if (first_error.ok()) first_error = status;
-    }
-  });
-  return first_error;
+  return ParallelForStatus(static_cast<std::size_t>(segments), segments, OnError::kRunAll,
+                           [&](std::size_t i) -> Status {
+                             ScanRequest segment_request = request;
+                             segment_request.segment = static_cast<int>(i);
+                             segment_request.total_segments = segments;
+                             Status status = Paginate(
+                                 "Scan", EncodeScan(segment_request), static_cast<int>(i),
+                                 [&](Page& page) {
+                                   if (on_page(page)) return true;
+                                   stop.store(true);
+                                   return false;
+                                 },
+                                 &stop);
+                             if (!status.ok())
+                               stop.store(true);  // the other segments end their pagination too
+                             return status;
+                           });
 }
 
 Result<std::vector<json>> DynamoDbClient::ParallelScanAll(const ScanRequest& request,

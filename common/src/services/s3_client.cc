@@ -2,7 +2,6 @@
 #include "spotgrid/services/s3_client.h"
 
 #include <fcntl.h>
-#include <openssl/evp.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -16,7 +15,6 @@
 #include <filesystem>
 #include <functional>
 #include <mutex>
-#include <random>
 #include <system_error>
 #include <thread>
 #include <utility>
@@ -25,7 +23,10 @@
 #include "spotgrid/aws/retry.h"
 #include "spotgrid/aws/uri.h"
 #include "spotgrid/aws/xml.h"
+#include "spotgrid/core/digest.h"
+#include "spotgrid/core/file_io.h"
 #include "spotgrid/core/log.h"
+#include "spotgrid/core/parallel_for.h"
 
 namespace spotgrid {
 
@@ -87,40 +88,6 @@ Status CheckBucketAndKey(const std::string& bucket, const std::string& key) {
 
 std::string ErrnoText(int err) { return std::strerror(err); }
 
-// Creates an empty, uniquely named file in the directory of `path` (so the
-// final rename stays on one file system and is atomic). The mode honours the
-// umask like any newly created file.
-Result<std::string> CreateTempBeside(const std::string& path) {
-  const std::filesystem::path target(path);
-  std::filesystem::path dir = target.parent_path();
-  if (dir.empty()) dir = ".";
-  thread_local std::mt19937_64 rng{std::random_device{}()};
-  for (int attempt = 0; attempt < 100; ++attempt) {
-    char suffix[32];
-    std::snprintf(suffix, sizeof suffix, "%016llx", static_cast<unsigned long long>(rng()));
-    const std::string name =
-        (dir / ("." + target.filename().string() + ".part-" + suffix)).string();
-    const int fd = ::open(name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-    if (fd >= 0) {
-      ::close(fd);
-      return name;
-    }
-    if (errno != EEXIST) {
-      return Error::Io("GetObject", "cannot create " + name + ": " + ErrnoText(errno));
-    }
-  }
-  return Error::Io("GetObject", "cannot find a free temporary name beside " + path);
-}
-
-Status RenameInto(const std::string& from, const std::string& to, const std::string& op) {
-  if (std::rename(from.c_str(), to.c_str()) != 0) {
-    const int err = errno;
-    std::remove(from.c_str());
-    return Error::Io(op, "cannot rename " + from + " to " + to + ": " + ErrnoText(err));
-  }
-  return Status::Ok();
-}
-
 Result<std::uint64_t> FileSize(const std::string& path, const std::string& op) {
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0) {
@@ -130,62 +97,22 @@ Result<std::uint64_t> FileSize(const std::string& path, const std::string& op) {
   return static_cast<std::uint64_t>(st.st_size);
 }
 
-// Runs `work(i)` for i in [0, count) on up to `concurrency` threads. Stops
-// handing out new items after the first failure or when `stop` is raised;
-// returns the first failure.
+// Runs `work(i)` for i in [0, count) on up to `concurrency` threads; no new item starts after
+// the first failure or once `stop` is raised. Returns the first failure.
 Status RunParallel(std::size_t count, int concurrency, const StopSource* stop,
                    const std::string& operation, const std::function<Status(std::size_t)>& work) {
-  std::atomic<std::size_t> next{0};
-  std::atomic<bool> failed{false};
-  std::mutex mu;
-  std::optional<Error> first_error;
-  auto record = [&](Error e) {
-    std::lock_guard<std::mutex> lock(mu);
-    if (!first_error) first_error = std::move(e);
-    failed.store(true);
-  };
-  auto worker = [&] {
-    while (!failed.load()) {
-      if (stop != nullptr && stop->Requested()) {
-        record(Error::Cancelled(operation));
-        return;
-      }
-      const std::size_t i = next.fetch_add(1);
-      if (i >= count) return;
-      Status s = work(i);
-      if (!s.ok()) {
-        record(s.error());
-        return;
-      }
-    }
-  };
-  const std::size_t threads =
-      std::min<std::size_t>(count, static_cast<std::size_t>(std::max(1, concurrency)));
-  std::vector<std::thread> pool;
-  pool.reserve(threads);
-  try {
-    for (std::size_t t = 1; t < threads; ++t) pool.emplace_back(worker);
-  } catch (const std::system_error& e) {
-    // Fewer threads than asked for is still correct; the calling thread works
-    // too.
-    Logger().warn("S3 {}: started only {} worker threads: {}", operation, pool.size(), e.what());
-  }
-  worker();
-  for (auto& thread : pool) thread.join();
-  if (first_error) return *first_error;
-  return Status::Ok();
+  return ParallelForStatus(count, concurrency, OnError::kStopStarting,
+                           [&](std::size_t i) -> Status {
+                             if (stop != nullptr && stop->Requested()) {
+                               return Error::Cancelled(operation);
+                             }
+                             return work(i);
+                           });
 }
 
 }  // namespace
 
-std::string ContentMd5(std::string_view data) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int digest_len = 0;
-  EVP_Digest(data.data(), data.size(), digest, &digest_len, EVP_md5(), nullptr);
-  unsigned char encoded[4 * ((EVP_MAX_MD_SIZE + 2) / 3) + 1];
-  const int n = EVP_EncodeBlock(encoded, digest, static_cast<int>(digest_len));
-  return std::string(reinterpret_cast<const char*>(encoded), static_cast<std::size_t>(n));
-}
+std::string ContentMd5(std::string_view data) { return Base64Encode(Md5(data)); }
 
 Result<std::shared_ptr<S3Client>> S3Client::Create(std::shared_ptr<AwsContext> context) {
   auto client = AwsClient::Create(std::move(context), kS3Service);
@@ -328,7 +255,7 @@ Status S3Client::GetObjectToFile(const std::string& bucket, const std::string& k
   if (range && range->last < range->first) {
     return Error::InvalidInput("S3 GetObject: byte range ends before it starts");
   }
-  auto temp = CreateTempBeside(path);
+  auto temp = CreateTemporaryBeside(path, "GetObject");
   if (!temp.ok()) return temp.error();
   AwsRequest request = MakeRequest("GetObject", "GET", bucket, key);
   if (range) request.headers.emplace_back("range", RangeHeader(*range));
@@ -725,7 +652,7 @@ Status S3Client::DownloadFile(const std::string& bucket, const std::string& key,
   if (info->size < options.multipart_threshold || info->size <= options.part_size) {
     return GetObjectToFile(bucket, key, path);
   }
-  auto temp = CreateTempBeside(path);
+  auto temp = CreateTemporaryBeside(path, "DownloadFile");
   if (!temp.ok()) return temp.error();
   const int fd = ::open(temp->c_str(), O_WRONLY | O_CLOEXEC);
   if (fd < 0) {

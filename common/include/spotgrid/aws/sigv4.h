@@ -18,6 +18,7 @@
 #include <string_view>
 
 #include "spotgrid/aws/credentials.h"
+#include "spotgrid/core/digest.h"
 #include "spotgrid/http/http.h"
 
 namespace spotgrid {
@@ -75,12 +76,10 @@ SignedRequest SignRequest(const SigningRequest& request, const Credentials& cred
 SignedRequest PresignRequest(const SigningRequest& request, const Credentials& credentials,
                              const SigningParams& params, std::chrono::seconds expires);
 
-// Helpers shared with the rest of the client core.
-std::string Sha256Hex(std::string_view data);
-// Streams a file range through SHA-256 without loading it; error if the file can't be read.
-Result<std::string> Sha256HexOfFile(const FileRange& range);
-std::string HmacSha256(std::string_view key, std::string_view data);  // raw bytes
-std::string HexEncode(std::string_view bytes);
+// The payload hash of a request body sent from a file range (see core/digest.h).
+inline Result<std::string> Sha256HexOfFile(const FileRange& range) {
+  return Sha256HexOfFile(range.path, range.offset, range.length);
+}
 // "YYYYMMDDTHHMMSSZ"
 std::string FormatAmzDate(Clock::WallTime time);
 

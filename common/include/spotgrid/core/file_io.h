@@ -6,6 +6,7 @@
 #pragma once
 
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -18,19 +19,21 @@ namespace spotgrid {
 Result<std::string> ReadFile(const std::filesystem::path& path,
                              std::string_view operation = "read file");
 
-// Writes `data` to a temporary file beside `path` (created 0600 | `mode` bits as given),
-// fsyncs it and renames it over `path`: a reader sees the old file or the new one, never a
-// torn one. The temporary is removed on failure.
+// Writes `data` to a temporary file beside `path`, fsyncs it and renames it over `path`: a
+// reader sees the old file or the new one, never a torn one. `mode` is the file's mode (0600
+// for anything secret); without it, that of any new file (0666 less the umask). The temporary
+// is removed on failure.
 Status WriteFileAtomically(const std::filesystem::path& path, std::string_view data,
-                           std::filesystem::perms mode = std::filesystem::perms::owner_read |
-                                                         std::filesystem::perms::owner_write,
+                           std::optional<std::filesystem::perms> mode = std::nullopt,
                            std::string_view operation = "write file");
 
-// A fresh, not-yet-existing name beside `path` for a temporary file (".<name>.part-<random>"),
-// created empty with O_EXCL so no other writer can take it. Rename it into place with
+// A fresh, not-yet-existing name beside `path` (so the final rename stays on one file system
+// and is atomic) for a temporary file (".<name>.part-<random>"), created empty with O_EXCL so
+// no other writer can take it; its mode as WriteFileAtomically's. Rename it into place with
 // RenameInto, or remove it.
-Result<std::string> CreateTemporaryBeside(const std::filesystem::path& path,
-                                          std::string_view operation);
+Result<std::string> CreateTemporaryBeside(
+    const std::filesystem::path& path, std::string_view operation,
+    std::optional<std::filesystem::perms> mode = std::nullopt);
 
 // rename(2) of `from` onto `to`; on failure `from` is removed and the error names both.
 Status RenameInto(const std::filesystem::path& from, const std::filesystem::path& to,

@@ -8,8 +8,13 @@
 // indices is simply not used, so a ParallelFor inside another (or one while the pool is busy)
 // never waits for a free thread: the caller does the work itself.
 //
+// ParallelForStatus is the same for calls that can fail: `fn(i)` returns a Status and the
+// first failure (first in time) is the result. OnError says whether the other indices still
+// run (kRunAll: independent writes are all attempted) or no index starts after a failure
+// (kStopStarting: calls already running finish).
+//
 // Thread-safety: `fn` is called concurrently from several threads. ParallelFor may be called
-// from any thread, also from inside `fn`.
+// from any thread, also from inside `fn`. FirstError may be used from any thread.
 #pragma once
 
 #include <algorithm>
@@ -19,6 +24,10 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
+#include <utility>
+
+#include "spotgrid/core/status.h"
 
 namespace spotgrid {
 namespace parallel_for_internal {
@@ -66,6 +75,43 @@ void ParallelFor(std::size_t n, int concurrency, Fn&& fn) {
   std::unique_lock<std::mutex> lock(shared->mu);
   shared->closed = true;
   shared->cv.wait(lock, [&] { return shared->active == 0; });
+}
+
+// The first error recorded by any of several threads.
+class FirstError {
+ public:
+  void Set(const Error& error) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!error_) error_ = error;
+    failed_.store(true, std::memory_order_relaxed);
+  }
+  bool failed() const { return failed_.load(std::memory_order_relaxed); }
+  std::optional<Error> Get() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return error_;
+  }
+  Status status() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return error_ ? Status(*error_) : Status::Ok();
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::optional<Error> error_;
+  std::atomic<bool> failed_{false};
+};
+
+enum class OnError { kRunAll, kStopStarting };
+
+template <typename Fn>
+Status ParallelForStatus(std::size_t n, int concurrency, OnError on_error, Fn&& fn) {
+  FirstError first;
+  ParallelFor(n, concurrency, [&](std::size_t i) {
+    if (on_error == OnError::kStopStarting && first.failed()) return;
+    Status status = fn(i);
+    if (!status.ok()) first.Set(status.error());
+  });
+  return first.status();
 }
 
 }  // namespace spotgrid
