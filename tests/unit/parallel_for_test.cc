@@ -71,5 +71,36 @@ TEST(ParallelForTest, CallsFromManyThreadsAtOnceEachSeeAllTheirIndices) {
   EXPECT_EQ(wrong.load(), 0);
 }
 
+TEST(ParallelForStatusTest, RunAllAttemptsEveryIndexAndReturnsTheFirstFailureInTime) {
+  std::vector<std::atomic<int>> calls(100);
+  Status status = ParallelForStatus(calls.size(), 1, OnError::kRunAll, [&](std::size_t i) {
+    calls[i]++;
+    if (i == 7 || i == 42) return Status(Error::InvalidInput("failed at " + std::to_string(i)));
+    return Status::Ok();
+  });
+  ASSERT_FALSE(status.ok());
+  EXPECT_EQ(status.error().message, "failed at 7");  // concurrency 1: index order is time order
+  for (std::size_t i = 0; i < calls.size(); ++i) EXPECT_EQ(calls[i].load(), 1) << i;
+}
+
+TEST(ParallelForStatusTest, StopStartingRunsNoIndexAfterAFailure) {
+  std::vector<std::atomic<int>> calls(100);
+  Status status = ParallelForStatus(calls.size(), 1, OnError::kStopStarting, [&](std::size_t i) {
+    calls[i]++;
+    return i == 10 ? Status(Error::InvalidInput("stop")) : Status::Ok();
+  });
+  ASSERT_FALSE(status.ok());
+  for (std::size_t i = 0; i < calls.size(); ++i) EXPECT_EQ(calls[i].load(), i <= 10 ? 1 : 0) << i;
+}
+
+TEST(ParallelForStatusTest, AllSucceedingIsOk) {
+  std::atomic<int> calls{0};
+  EXPECT_TRUE(ParallelForStatus(64, 4, OnError::kRunAll, [&](std::size_t) {
+                ++calls;
+                return Status::Ok();
+              }).ok());
+  EXPECT_EQ(calls.load(), 64);
+}
+
 }  // namespace
 }  // namespace spotgrid
