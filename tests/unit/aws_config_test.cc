@@ -67,6 +67,7 @@ sso_region = us-east-1
   EXPECT_EQ(files.services["services local"]["dynamodb"]["endpoint_url"], "http://127.0.0.1:8000");
   EXPECT_EQ(files.config.count("sso-session corp"), 0u);
   EXPECT_EQ(files.config.count("corp"), 0u);
+  EXPECT_EQ(files.sso_sessions["corp"]["sso_region"], "us-east-1");
 }
 
 TEST(ProfileFilesTest, CredentialsFileSectionsAreBareNamesAndHandleCrLf) {

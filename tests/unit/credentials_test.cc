@@ -14,9 +14,9 @@
 #include <sstream>
 #include <thread>
 
+#include "spotgrid/aws/imds_client.h"
 #include "spotgrid/core/iso8601.h"
 #include "spotgrid/core/log.h"
-#include "spotgrid/aws/imds_client.h"
 #include "support/fake_clock.h"
 #include "support/fake_transport.h"
 #include "support/test_env.h"
@@ -215,7 +215,7 @@ TEST_F(ChainTest, CredentialsFileWinsOverConfigFileForTheSameProfile) {
   EXPECT_EQ(config_only->access_key_id, "AKIAONLYCONFIG");
 }
 
-TEST_F(ChainTest, MissingOrUnsupportedProfileIsAnError) {
+TEST_F(ChainTest, MissingProfileOrRoleProfileWithoutSourceIsAnError) {
   vars_["AWS_PROFILE"] = "nowhere";
   auto missing = Chain()->GetCredentials();
   ASSERT_FALSE(missing.ok());
@@ -223,9 +223,11 @@ TEST_F(ChainTest, MissingOrUnsupportedProfileIsAnError) {
 
   WriteFile(dir_ + "/config", "[profile assume]\nrole_arn = arn:aws:iam::1:role/x\n");
   vars_["AWS_PROFILE"] = "assume";
-  auto unsupported = Chain()->GetCredentials();
-  ASSERT_FALSE(unsupported.ok());
-  EXPECT_NE(unsupported.error().message.find("role_arn"), std::string::npos);
+  auto sourceless = Chain()->GetCredentials();
+  ASSERT_FALSE(sourceless.ok());
+  EXPECT_NE(sourceless.error().message.find("neither source_profile nor credential_source"),
+            std::string::npos)
+      << sourceless.error().message;
   EXPECT_EQ(transport_->request_count(), 0u);
 }
 

@@ -291,9 +291,6 @@ Result<HttpResponse> AwsClient::Send(const AwsRequest& request) {
   int last_retry_cost = 0;
   bool skew_retry_done = false;
   for (int attempt = 1;; ++attempt) {
-    Result<Credentials> credentials = context_->credentials().GetCredentials();
-    if (!credentials.ok()) return fail(credentials.error());
-
     HttpRequest http;
     http.method = request.method;
     http.url = full_url;
@@ -308,20 +305,24 @@ Result<HttpResponse> AwsClient::Send(const AwsRequest& request) {
       http.headers.push_back(header);
     }
 
-    SigningRequest to_sign;
-    to_sign.method = request.method;
-    to_sign.path = wire_path;
-    to_sign.query = query;
-    to_sign.headers = http.headers;
-    to_sign.payload_hash = payload_hash;
-    SigningParams params;
-    params.region = context_->region();
-    params.service = std::string(service_.signing_name);
-    params.time = context_->SigningTime();  // re-read every attempt: the offset may change
-    params.path_mode = s3 ? PathMode::kS3 : PathMode::kNormalizePath;
-    params.add_content_sha256_header = s3;
-    SignedRequest signed_request = SignRequest(to_sign, *credentials, params);
-    for (auto& header : signed_request.added_headers) http.headers.push_back(std::move(header));
+    if (!request.anonymous) {
+      Result<Credentials> credentials = context_->credentials().GetCredentials();
+      if (!credentials.ok()) return fail(credentials.error());
+      SigningRequest to_sign;
+      to_sign.method = request.method;
+      to_sign.path = wire_path;
+      to_sign.query = query;
+      to_sign.headers = http.headers;
+      to_sign.payload_hash = payload_hash;
+      SigningParams params;
+      params.region = context_->region();
+      params.service = std::string(service_.signing_name);
+      params.time = context_->SigningTime();  // re-read every attempt: the offset may change
+      params.path_mode = s3 ? PathMode::kS3 : PathMode::kNormalizePath;
+      params.add_content_sha256_header = s3;
+      SignedRequest signed_request = SignRequest(to_sign, *credentials, params);
+      for (auto& header : signed_request.added_headers) http.headers.push_back(std::move(header));
+    }
 
     Result<HttpResponse> result = context_->transport().Send(http);
     Error error;

@@ -59,8 +59,17 @@ Result<std::optional<std::string>> ReadOptionalFile(const std::string& path) {
 }  // namespace
 
 std::optional<std::string> ProfileFiles::Get(const std::string& key) const {
+  return GetFor(profile_name, key);
+}
+
+bool ProfileFiles::HasProfile(const std::string& profile) const {
+  return credentials.count(profile) > 0 || config.count(profile) > 0;
+}
+
+std::optional<std::string> ProfileFiles::GetFor(const std::string& profile,
+                                                const std::string& key) const {
   for (const auto* files : {&credentials, &config}) {
-    auto section = files->find(profile_name);
+    auto section = files->find(profile);
     if (section == files->end()) continue;
     auto value = section->second.find(key);
     if (value != section->second.end()) return value->second;
@@ -71,7 +80,7 @@ std::optional<std::string> ProfileFiles::Get(const std::string& key) const {
 Status ProfileFiles::ParseInto(std::string_view text, std::string_view source, bool is_config,
                                ProfileFiles& out) {
   // Where property lines currently go. `section` is null inside a config-file section we
-  // ignore (e.g. "[sso-session x]" or a bare "[name]", which the SDKs skip).
+  // ignore (e.g. a bare "[name]", which the SDKs skip).
   ProfileSection* section = nullptr;
   std::map<std::string, ProfileSection>* service_section = nullptr;
   bool in_section = false;
@@ -125,6 +134,12 @@ Status ProfileFiles::ParseInto(std::string_view text, std::string_view source, b
         std::string key = "services " + services_name;
         section = &out.config[key];
         service_section = &out.services[key];
+      } else if (name.rfind("sso-session", 0) == 0 && name.size() > 11 && IsAsciiSpace(name[11])) {
+        std::string session(TrimView(std::string_view(name).substr(12)));
+        if (session.empty()) {
+          return ParseError(source, line_number, "empty sso-session section name");
+        }
+        section = &out.sso_sessions[session];
       }
       continue;
     }
@@ -174,7 +189,9 @@ Status ProfileFiles::ParseInto(std::string_view text, std::string_view source, b
 
 Result<ProfileFiles> ProfileFiles::Load(const Environment& env) {
   ProfileFiles files;
-  files.profile_name = env.GetOr("AWS_PROFILE", env.GetOr("AWS_DEFAULT_PROFILE", "default"));
+  files.profile_name = env.GetOr("AWS_PROFILE", env.GetOr("AWS_DEFAULT_PROFILE", ""));
+  files.profile_explicit = !files.profile_name.empty();
+  if (!files.profile_explicit) files.profile_name = "default";
 
   const std::string home = env.GetOr("HOME", "");
   auto path_for = [&](const char* variable, const char* default_name) -> std::string {

@@ -16,9 +16,12 @@
 #include "aws/credentials_json.h"
 #include "core/strings.h"
 #include "spotgrid/aws/aws_config.h"
+#include "spotgrid/aws/credentials/assume_role.h"
+#include "spotgrid/aws/credentials/basic_sources.h"
+#include "spotgrid/aws/credentials/profile_sources.h"
+#include "spotgrid/aws/imds_client.h"
 #include "spotgrid/core/iso8601.h"
 #include "spotgrid/core/log.h"
-#include "spotgrid/aws/imds_client.h"
 
 namespace spotgrid {
 
@@ -202,8 +205,9 @@ Error ConfigError(std::string message) {
                           std::move(message));
 }
 
-// nullopt: the environment does not configure credentials.
-std::optional<Result<Credentials>> FromEnvironment(const Environment& env) {
+}  // namespace
+
+std::optional<Result<Credentials>> CredentialsFromEnvironment(const Environment& env) {
   const std::string access_key = env.GetOr("AWS_ACCESS_KEY_ID", "");
   const std::string secret_key = env.GetOr("AWS_SECRET_ACCESS_KEY", "");
   if (access_key.empty() && secret_key.empty()) return std::nullopt;
@@ -227,9 +231,8 @@ std::optional<Result<Credentials>> FromEnvironment(const Environment& env) {
   return Result<Credentials>(std::move(credentials));
 }
 
-// Keys in one file's section for the profile; nullopt when that section has none.
-std::optional<Result<Credentials>> FromSection(const ProfileSection& section,
-                                               const std::string& where) {
+std::optional<Result<Credentials>> StaticKeysFromSection(const ProfileSection& section,
+                                                         const std::string& where) {
   auto find = [&](const char* key) -> std::string {
     auto it = section.find(key);
     return it == section.end() ? std::string() : Trim(it->second);
@@ -250,52 +253,7 @@ std::optional<Result<Credentials>> FromSection(const ProfileSection& section,
   return Result<Credentials>(std::move(credentials));
 }
 
-std::string FileName(const Environment& env, const char* variable, const char* default_name) {
-  std::string configured = env.GetOr(variable, "");
-  return configured.empty() ? std::string("~/.aws/") + default_name : configured;
-}
-
-std::optional<Result<Credentials>> FromProfile(const Environment& env, const ProfileFiles& files) {
-  const std::string& profile = files.profile_name;
-  const std::string credentials_file = FileName(env, "AWS_SHARED_CREDENTIALS_FILE", "credentials");
-  const std::string config_file = FileName(env, "AWS_CONFIG_FILE", "config");
-
-  auto credentials_section = files.credentials.find(profile);
-  auto config_section = files.config.find(profile);
-  if (credentials_section != files.credentials.end()) {
-    if (auto found = FromSection(credentials_section->second,
-                                 "profile '" + profile + "' in " + credentials_file)) {
-      return found;
-    }
-  }
-  if (config_section != files.config.end()) {
-    if (auto found =
-            FromSection(config_section->second, "profile '" + profile + "' in " + config_file)) {
-      return found;
-    }
-  }
-  const bool explicit_profile =
-      !env.GetOr("AWS_PROFILE", "").empty() || !env.GetOr("AWS_DEFAULT_PROFILE", "").empty();
-  if (explicit_profile && credentials_section == files.credentials.end() &&
-      config_section == files.config.end()) {
-    return Result<Credentials>(ConfigError("profile '" + profile +
-                                           "' (AWS_PROFILE) is in "
-                                           "neither " +
-                                           credentials_file + " nor " + config_file));
-  }
-  // A profile that relies on a provider we do not implement must not silently fall through
-  // to instance credentials with different permissions.
-  for (const char* key : {"role_arn", "credential_process", "sso_session", "sso_start_url",
-                          "web_identity_token_file", "credential_source"}) {
-    if (files.Get(key)) {
-      return Result<Credentials>(ConfigError(
-          "profile '" + profile + "' uses " + key +
-          ", which spotgrid does not support; give the profile aws_access_key_id and "
-          "aws_secret_access_key, or use environment, container or instance-role credentials"));
-    }
-  }
-  return std::nullopt;
-}
+namespace {
 
 // http:// container endpoints are only trusted on these hosts (botocore's list plus any
 // loopback address): anything else could be an attacker-controlled server.
@@ -452,12 +410,49 @@ class ContainerSource {
   std::string url_;
 };
 
+}  // namespace
+
+bool ContainerCredentialsConfigured(const Environment& env) {
+  return !env.GetOr("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "").empty() ||
+         !env.GetOr("AWS_CONTAINER_CREDENTIALS_FULL_URI", "").empty();
+}
+
+Result<std::shared_ptr<CredentialsProvider>> MakeContainerCredentialsProvider(
+    const Environment& env, std::shared_ptr<HttpTransport> transport, Clock& clock) {
+  auto source = ContainerSource::Create(env, *transport, clock);
+  if (!source.ok()) return source.error();
+  auto shared = std::make_shared<ContainerSource>(std::move(*source));
+  // The lambda keeps the transport alive with the provider.
+  return MakeRefreshingCredentialsProvider([shared, transport] { return shared->Fetch(); }, clock,
+                                           "container credentials");
+}
+
+std::shared_ptr<CredentialsProvider> MakeImdsCredentialsProvider(std::shared_ptr<ImdsClient> imds,
+                                                                 Clock& clock,
+                                                                 std::string context) {
+  return MakeRefreshingCredentialsProvider(
+      [imds, context]() -> Result<Credentials> {
+        auto credentials = imds->RoleCredentials();
+        if (credentials.ok()) return credentials;
+        Error e = credentials.error();
+        e.message = context + "instance-role credentials from IMDS failed: " + e.message;
+        return e;
+      },
+      clock, "instance-role credentials");
+}
+
+namespace {
+
 // The chain: chooses a source on first use and keeps it.
 class DefaultCredentialsChain final : public CredentialsProvider {
  public:
   DefaultCredentialsChain(const Environment& env, std::shared_ptr<HttpTransport> transport,
-                          std::shared_ptr<ImdsClient> imds, Clock& clock)
-      : env_(env), transport_(std::move(transport)), imds_(std::move(imds)), clock_(clock) {}
+                          std::shared_ptr<ImdsClient> imds, Clock& clock, MfaPrompt mfa_prompt)
+      : env_(env),
+        transport_(std::move(transport)),
+        imds_(std::move(imds)),
+        clock_(clock),
+        mfa_prompt_(std::move(mfa_prompt)) {}
 
   Result<Credentials> GetCredentials() override {
     std::shared_ptr<CredentialsProvider> selected;
@@ -474,60 +469,61 @@ class DefaultCredentialsChain final : public CredentialsProvider {
   }
 
  private:
+  // botocore's order (credentials.py create_credential_resolver): environment, a role profile,
+  // the profile's own sources (ResolveProfileSources), container, IMDS.
   Result<std::shared_ptr<CredentialsProvider>> Select() {
-    if (auto from_env = FromEnvironment(env_)) {
+    auto files = ProfileFiles::Load(env_);
+    if (!files.ok()) return files.error();
+    const std::string profile = files->profile_name;
+    // botocore refuses a profile named by AWS_PROFILE that does not exist before it looks at
+    // any source: a typo must not silently use other credentials.
+    if (files->profile_explicit && !files->HasProfile(profile)) {
+      return ConfigError("profile '" + profile + "' (AWS_PROFILE) is in neither " +
+                         FileName(env_, "AWS_SHARED_CREDENTIALS_FILE", "credentials") + " nor " +
+                         FileName(env_, "AWS_CONFIG_FILE", "config"));
+    }
+
+    if (auto from_env = CredentialsFromEnvironment(env_)) {
       if (!from_env->ok()) return from_env->error();
       return MakeStaticCredentialsProvider(std::move(from_env->value()));
     }
 
-    auto files = ProfileFiles::Load(env_);
-    if (!files.ok()) return files.error();
-    if (auto from_profile = FromProfile(env_, *files)) {
-      if (!from_profile->ok()) return from_profile->error();
-      return MakeStaticCredentialsProvider(std::move(from_profile->value()));
-    }
-    const std::string profile = files->profile_name;
+    auto context = std::make_shared<CredentialSourceContext>(
+        CredentialSourceContext{env_, transport_, clock_, *files, "", imds_, mfa_prompt_});
+    context->sts_region = ResolveRegionWithoutImds(env_, *files).value_or("us-east-1");
 
-    if (!env_.GetOr("AWS_WEB_IDENTITY_TOKEN_FILE", "").empty()) {
-      return ConfigError(
-          "AWS_WEB_IDENTITY_TOKEN_FILE is set, but spotgrid does not support web "
-          "identity credentials; use environment, profile, container or "
-          "instance-role credentials");
+    if (IsRoleProfile(*files, profile)) return MakeAssumeRoleProvider(context, profile);
+    if (auto from_profile = ResolveProfileSources(context, profile, /*use_env=*/true)) {
+      return *from_profile;
     }
 
-    if (!env_.GetOr("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "").empty() ||
-        !env_.GetOr("AWS_CONTAINER_CREDENTIALS_FULL_URI", "").empty()) {
-      auto source = ContainerSource::Create(env_, *transport_, clock_);
-      if (!source.ok()) return source.error();
-      auto shared = std::make_shared<ContainerSource>(std::move(*source));
-      auto transport = transport_;  // keeps the transport alive with the provider
-      return MakeRefreshingCredentialsProvider([shared, transport] { return shared->Fetch(); },
-                                               clock_, "container credentials");
+    if (ContainerCredentialsConfigured(env_)) {
+      return MakeContainerCredentialsProvider(env_, transport_, clock_);
     }
 
     const std::string none =
         "no AWS credentials found: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY are not set, "
         "profile '" +
-        profile + "' has no keys, no container credentials are configured";
+        profile +
+        "' has no credentials (keys, role_arn, web identity, SSO or credential_process), no "
+        "container credentials are configured";
     if (imds_ == nullptr || imds_->disabled()) {
       return ConfigError(none + ", and IMDS is disabled (AWS_EC2_METADATA_DISABLED)");
     }
-    auto imds = imds_;
-    return MakeRefreshingCredentialsProvider(
-        [imds, none]() -> Result<Credentials> {
-          auto credentials = imds->RoleCredentials();
-          if (credentials.ok()) return credentials;
-          Error e = credentials.error();
-          e.message = none + ", and instance-role credentials from IMDS failed: " + e.message;
-          return e;
-        },
-        clock_, "instance-role credentials");
+    return MakeImdsCredentialsProvider(imds_, clock_, none + ", and ");
+  }
+
+  static std::string FileName(const Environment& env, const char* variable,
+                              const char* default_name) {
+    std::string configured = env.GetOr(variable, "");
+    return configured.empty() ? std::string("~/.aws/") + default_name : configured;
   }
 
   const Environment& env_;
   std::shared_ptr<HttpTransport> transport_;
   std::shared_ptr<ImdsClient> imds_;
   Clock& clock_;
+  MfaPrompt mfa_prompt_;
 
   std::mutex mu_;
   std::shared_ptr<CredentialsProvider> selected_;
@@ -537,9 +533,10 @@ class DefaultCredentialsChain final : public CredentialsProvider {
 
 std::shared_ptr<CredentialsProvider> MakeDefaultCredentialsChain(
     const Environment& env, std::shared_ptr<HttpTransport> transport,
-    std::shared_ptr<ImdsClient> imds, Clock& clock) {
+    std::shared_ptr<ImdsClient> imds, Clock& clock, MfaPrompt mfa_prompt) {
+  if (!mfa_prompt) mfa_prompt = PromptOnTerminal;
   return std::make_shared<DefaultCredentialsChain>(env, std::move(transport), std::move(imds),
-                                                   clock);
+                                                   clock, std::move(mfa_prompt));
 }
 
 }  // namespace spotgrid

@@ -104,6 +104,10 @@ struct AwsRequest {
   const StopSource* stop = nullptr;
   // Override the endpoint host (S3 virtual-hosted style: "<bucket>.s3.<region>...").
   std::string host_override;
+  // Sent without a signature and without asking for credentials: the identity services' token
+  // calls (AssumeRoleWithWebIdentity, SSO GetRoleCredentials, SSO OIDC CreateToken), which
+  // carry their own proof and are how credentials are obtained in the first place.
+  bool anonymous = false;
 };
 
 class AwsClient {

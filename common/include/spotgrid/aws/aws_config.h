@@ -28,6 +28,9 @@ using ProfileSection = std::map<std::string, std::string>;
 // ~/.aws/credentials and ~/.aws/config, parsed once.
 struct ProfileFiles {
   std::string profile_name = "default";  // AWS_PROFILE (or AWS_DEFAULT_PROFILE), else default
+  // True when AWS_PROFILE or AWS_DEFAULT_PROFILE named the profile: such a profile must exist
+  // in one of the files (botocore's ProfileNotFound), while an absent "default" is normal.
+  bool profile_explicit = false;
   // Sections by name: credentials file "[name]" -> "name"; config file "[profile name]" and
   // "[default]" -> "name"; "[services name]" -> "services name". Credentials-file values win
   // over config-file values for the same profile.
@@ -35,9 +38,16 @@ struct ProfileFiles {
   std::map<std::string, ProfileSection> config;
   // Sub-sections of [services name]: "services name" -> service key -> (key -> value).
   std::map<std::string, std::map<std::string, ProfileSection>> services;
+  // "[sso-session NAME]" sections of the config file: NAME -> keys (sso_start_url, sso_region,
+  // sso_registration_scopes). Profiles refer to them with `sso_session = NAME`.
+  std::map<std::string, ProfileSection> sso_sessions;
 
   // Value of `key` for the selected profile: credentials file first, then config file.
   std::optional<std::string> Get(const std::string& key) const;
+  // The same for any profile (a source_profile of a role chain).
+  std::optional<std::string> GetFor(const std::string& profile, const std::string& key) const;
+  // Whether `profile` has a section in either file.
+  bool HasProfile(const std::string& profile) const;
 
   // Loads the files named by the environment (missing files are not an error; a file that
   // exists but can't be parsed is, with file and line).

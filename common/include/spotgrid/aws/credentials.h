@@ -1,17 +1,28 @@
 // AWS credentials and the provider chain.
 //
-// The chain follows the order the AWS SDKs use (documented in README "Credentials"):
+// The chain follows botocore's order (credentials.py create_credential_resolver; README
+// "The client core", step 3):
 //   1. environment: AWS_ACCESS_KEY_ID + AWS_SECRET_ACCESS_KEY (+ AWS_SESSION_TOKEN)
-//   2. shared files: ~/.aws/credentials then ~/.aws/config for AWS_PROFILE (default "default"),
-//      overridable with AWS_SHARED_CREDENTIALS_FILE / AWS_CONFIG_FILE
-//   3. container credentials: AWS_CONTAINER_CREDENTIALS_RELATIVE_URI / _FULL_URI
-//   4. IMDSv2 instance-role credentials (unless AWS_EC2_METADATA_DISABLED=true)
-// The first provider that is configured answers; a provider that is configured but fails
-// reports its error instead of silently falling through. Temporary credentials are cached
-// and refreshed ahead of their Expiration.
+//   2. a role profile: the selected profile has role_arn (and no web_identity_token_file):
+//      STS AssumeRole with the credentials of its source_profile (chains of role profiles,
+//      cycles refused) or its credential_source (Environment, Ec2InstanceMetadata,
+//      EcsContainer); external_id, role_session_name, duration_seconds, mfa_serial
+//   3. the selected profile's own sources, in this order (credentials/profile_sources.h):
+//      web identity (AWS_WEB_IDENTITY_TOKEN_FILE + AWS_ROLE_ARN, or the profile's
+//      web_identity_token_file + role_arn) -> SSO (sso_session or legacy sso_start_url, from
+//      the `aws sso login` token cache) -> static keys in ~/.aws/credentials ->
+//      credential_process -> static keys in ~/.aws/config
+//   4. container credentials: AWS_CONTAINER_CREDENTIALS_RELATIVE_URI / _FULL_URI
+//   5. IMDSv2 instance-role credentials (unless AWS_EC2_METADATA_DISABLED=true)
+// The profile is AWS_PROFILE (or AWS_DEFAULT_PROFILE), else "default"; files
+// ~/.aws/credentials and ~/.aws/config, or AWS_SHARED_CREDENTIALS_FILE / AWS_CONFIG_FILE.
+// The first source that is configured answers; a source that is configured but fails reports
+// its error instead of silently falling through. Temporary credentials are cached and
+// refreshed ahead of their Expiration.
 //
 // Secrets: Credentials deliberately has no operator<< and no ToString(). Nothing in the
-// project formats a secret key or session token into a log line or an Error.
+// project formats a secret key, session token, SSO token, client secret or web identity token
+// into a log line or an Error.
 #pragma once
 
 #include <chrono>
@@ -62,24 +73,32 @@ inline constexpr std::chrono::minutes kMandatoryRefreshWindow{10};
 
 class ImdsClient;
 
-// The default chain described above. `imds` may be null (IMDS step skipped). The provider is
+// Asks the person at the terminal for the current code of MFA device `serial` (for the role
+// of `profile`). Returns the code, or an error when nobody can be asked.
+using MfaPrompt =
+    std::function<Result<std::string>(const std::string& profile, const std::string& serial)>;
+
+// The default prompt: writes the question to /dev/tty and reads one line from it. Without a
+// controlling terminal (a daemon, CI) it fails at once with an error that says so.
+Result<std::string> PromptOnTerminal(const std::string& profile, const std::string& serial);
+
+// The default chain described above. `imds` may be null (IMDS step skipped). The source is
 // chosen on the first GetCredentials() call (env and files are read then) and kept; `env`,
-// `clock` and the files must outlive the chain.
+// `clock` and the files must outlive the chain. `mfa_prompt` asks for MFA codes (default:
+// PromptOnTerminal). Details of each source: credentials/*.h.
 //   - env: both keys or neither (one without the other is an error); AWS_SESSION_TOKEN
 //     (legacy AWS_SECURITY_TOKEN); optional AWS_CREDENTIAL_EXPIRATION.
-//   - profile: the first of the credentials file and the config file that has keys for the
-//     profile supplies all of them; an explicitly selected profile (AWS_PROFILE) that exists
-//     in neither file is an error, as is a profile that only names a provider spotgrid does
-//     not implement (role_arn, credential_process, SSO, web identity).
+//   - an explicitly selected profile (AWS_PROFILE) that exists in neither file is an error,
+//     before any source is tried (botocore's ProfileNotFound).
 //   - container: GET http://169.254.170.2<AWS_CONTAINER_CREDENTIALS_RELATIVE_URI>, or
 //     AWS_CONTAINER_CREDENTIALS_FULL_URI (https anywhere; http only to loopback or the ECS /
 //     EKS Pod Identity addresses), Authorization from AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE
 //     (re-read on every refresh) or AWS_CONTAINER_AUTHORIZATION_TOKEN.
 //   - IMDS: ImdsClient::RoleCredentials().
-// Container and IMDS credentials are cached and refreshed as MakeRefreshingCredentialsProvider
+// Every temporary source is cached and refreshed as MakeRefreshingCredentialsProvider
 // describes.
 std::shared_ptr<CredentialsProvider> MakeDefaultCredentialsChain(
     const Environment& env, std::shared_ptr<HttpTransport> transport,
-    std::shared_ptr<ImdsClient> imds, Clock& clock);
+    std::shared_ptr<ImdsClient> imds, Clock& clock, MfaPrompt mfa_prompt = {});
 
 }  // namespace spotgrid

@@ -6,9 +6,9 @@
 // and request id.
 #pragma once
 
-#include <memory>
-
 #include <spdlog/spdlog.h>
+
+#include <memory>
 
 namespace spotgrid {
 

@@ -15,26 +15,26 @@
 namespace spotgrid {
 
 enum class ErrorCategory {
-  kTransient,          // no response, reset, timeout, 5xx: safe to retry with backoff
-  kThrottled,          // the service asked us to slow down: retry with backoff
-  kClockSkew,          // our signing time is too far from the server's: correct and retry once
-  kConditionFailed,    // a conditional write found the item in another state (never retried)
-  kNotFound,           // the named resource does not exist (queue, table, bucket, key, item)
-  kClient,             // any other 4xx: the request itself is wrong, retrying will not help
-  kInvalidInput,       // rejected locally before anything was sent (bad argument, bad file)
-  kIo,                 // a local file or process operation failed
-  kCancelled,          // stopped by shutdown
+  kTransient,        // no response, reset, timeout, 5xx: safe to retry with backoff
+  kThrottled,        // the service asked us to slow down: retry with backoff
+  kClockSkew,        // our signing time is too far from the server's: correct and retry once
+  kConditionFailed,  // a conditional write found the item in another state (never retried)
+  kNotFound,         // the named resource does not exist (queue, table, bucket, key, item)
+  kClient,           // any other 4xx: the request itself is wrong, retrying will not help
+  kInvalidInput,     // rejected locally before anything was sent (bad argument, bad file)
+  kIo,               // a local file or process operation failed
+  kCancelled,        // stopped by shutdown
 };
 
 const char* ToString(ErrorCategory category);
 
 struct Error {
   ErrorCategory category = ErrorCategory::kClient;
-  std::string service;     // "SQS", "DynamoDB", "S3", "EC2", "AutoScaling", "IMDS"; empty if local
-  std::string operation;   // "SendMessageBatch", "PutObject", ...
-  int http_status = 0;     // 0 when no HTTP response was received
-  std::string code;        // AWS error code ("ConditionalCheckFailedException") or a transport
-                           // code ("ConnectionFailed", "Timeout", "TlsError")
+  std::string service;    // "SQS", "DynamoDB", "S3", "EC2", "AutoScaling", "IMDS"; empty if local
+  std::string operation;  // "SendMessageBatch", "PutObject", ...
+  int http_status = 0;    // 0 when no HTTP response was received
+  std::string code;       // AWS error code ("ConditionalCheckFailedException") or a transport
+                          // code ("ConnectionFailed", "Timeout", "TlsError")
   std::string message;
   std::string request_id;
   // The service's error document as received (at most 64 KiB), for callers that need more
@@ -81,9 +81,9 @@ class [[nodiscard]] Status {
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : v_(std::move(value)) {}        // NOLINT: implicit by design
-  Result(Error error) : v_(std::move(error)) {}    // NOLINT: implicit by design
-  Result(Status status) : v_(status.error()) {}    // NOLINT: only from a failed Status
+  Result(T value) : v_(std::move(value)) {}      // NOLINT: implicit by design
+  Result(Error error) : v_(std::move(error)) {}  // NOLINT: implicit by design
+  Result(Status status) : v_(status.error()) {}  // NOLINT: only from a failed Status
 
   bool ok() const { return std::holds_alternative<T>(v_); }
   explicit operator bool() const { return ok(); }
