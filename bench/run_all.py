@@ -12,13 +12,16 @@ The parts, each also runnable alone (see its docstring):
   micro       Google Benchmark programs (sigv4_bench, json_encoding_bench) vs
               bench/peers/botocore_peer.py
   enqueue     bench/enqueue_bench.py: `controller enqueue` vs a boto3 batch script
+  enqueue_rtt the same through bench/delay_proxy.py at a 20 ms round trip (20,000 units): the
+              wall time where round trips, not the emulators, bound the peer; and the in-flight
+              window (requests outstanding at once) spotgrid reached
   progress    bench/progress_bench.py: `controller progress` vs `aws dynamodb scan`
   agent       bench/agent_bench.py: idle footprint and dispatch latency vs a boto3 worker loop
               (bench/peers/boto3_worker.py), AWS requests per unit
   sync        bench/dir_sync_bench.py: DirectorySync vs `aws s3 sync`
   checkpoint  bench/checkpoint_flush_bench.py: a drain's checkpoint upload vs `aws s3 sync`
 Every part that needs AWS starts its own emulators (tests/harness/launcher.py) and stops them.
---quick runs smaller sizes (a few minutes instead of about ten), for a smoke run; the figures
+--quick runs smaller sizes (a few minutes instead of about twelve), for a smoke run; the figures
 the README quotes come from a full run.
 """
 import argparse
@@ -32,7 +35,7 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-PARTS = ["micro", "enqueue", "progress", "agent", "sync", "checkpoint"]
+PARTS = ["micro", "enqueue", "enqueue_rtt", "progress", "agent", "sync", "checkpoint"]
 
 # (label, our executable, our benchmark name, peer key, peer name)
 MICRO_ROWS = [
@@ -49,6 +52,7 @@ MICRO_ROWS = [
 # Sizes per part: (full, quick).
 SIZES = {
     "enqueue": (["--rows", "50000"], ["--rows", "5000"]),
+    "enqueue_rtt": (["--rows", "20000", "--rtt-ms", "20"], ["--rows", "5000", "--rtt-ms", "20"]),
     "progress": (["--units", "100000"], ["--units", "10000"]),
     "agent": (["--idle-seconds", "60", "--latency-units", "30", "--request-units", "100"],
               ["--idle-seconds", "15", "--latency-units", "8", "--request-units", "20"]),
@@ -56,7 +60,8 @@ SIZES = {
     "checkpoint": (["--mib", "64", "--files", "4", "--repeat", "3"],
                    ["--mib", "16", "--files", "4", "--repeat", "1"]),
 }
-SCRIPTS = {"enqueue": "enqueue_bench.py", "progress": "progress_bench.py",
+SCRIPTS = {"enqueue": "enqueue_bench.py", "enqueue_rtt": "enqueue_bench.py",
+           "progress": "progress_bench.py",
            "agent": "agent_bench.py", "sync": "dir_sync_bench.py",
            "checkpoint": "checkpoint_flush_bench.py"}
 
@@ -153,6 +158,19 @@ def add_enqueue(fig, table):
               "boto3 batch script", peer["wall_s"] / ours["wall_s"])
 
 
+def add_enqueue_rtt(fig, table):
+    n, rtt = fig["rows"], fig["rtt_ms"]
+    ours, peer = fig["spotgrid"], fig["boto3"]
+    window = ours.get("window", {})
+    table.add(f"enqueue {n:,} units, {rtt:g} ms RTT: wall ({window.get('sqs', '?')} SQS + "
+              f"{window.get('dynamodb', '?')} DynamoDB requests in flight)",
+              f"{ours['wall_s']:.1f} s", f"{peer['wall_s']:.1f} s", "boto3 batch script",
+              peer["wall_s"] / ours["wall_s"])
+    table.add(f"enqueue {n:,} units, {rtt:g} ms RTT: client CPU per unit",
+              f"{ours['cpu_s'] / n * 1e6:.1f} us", f"{peer['cpu_s'] / n * 1e6:.1f} us",
+              "boto3 batch script", peer["cpu_s"] / ours["cpu_s"])
+
+
 def add_progress(fig, table):
     table.add(f"progress of a {fig['units']:,}-unit job (median)",
               f"{fig['ours_median_ms']:.0f} ms", f"{fig['peer_median_ms']:.0f} ms",
@@ -212,8 +230,8 @@ def add_checkpoint(fig, table):
               fig["peer_median_s"] / fig["ours_median_s"])
 
 
-ADDERS = {"enqueue": add_enqueue, "progress": add_progress, "agent": add_agent,
-          "sync": add_sync, "checkpoint": add_checkpoint}
+ADDERS = {"enqueue": add_enqueue, "enqueue_rtt": add_enqueue_rtt, "progress": add_progress,
+          "agent": add_agent, "sync": add_sync, "checkpoint": add_checkpoint}
 
 
 def versions():

@@ -10,6 +10,7 @@
 // at most the last checkpoint's worth of messages is sent twice (the agents' conditional claim
 // makes a duplicate message harmless).
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <condition_variable>
 #include <cstdio>
@@ -25,15 +26,32 @@
 
 #include "grid.h"
 #include "spotgrid/aws/sigv4.h"
+#include "spotgrid/core/parallel_for.h"
 #include "spotgrid/services/sqs_client.h"
 #include "verbs/verbs.h"
 
 namespace spotgrid {
 namespace {
 
-// Units whose messages go out between two `sent_through` checkpoints. Large enough that the
-// checkpoint write is noise, small enough that a crash resends little.
-constexpr std::size_t kCheckpointUnits = 5000;
+// The most messages a crash while sending makes a rerun send twice: no message goes more than
+// this far past the `sent_through` checkpoint recorded in the ledger. Also the chunk whose
+// items must all be in before its messages go (so a crash while writing resends nothing).
+constexpr std::int64_t kCheckpointUnits = 5000;
+// How often the checkpoint is recorded: well inside kCheckpointUnits, so the sends never wait
+// for a checkpoint write (one round trip) to catch up. A write per 100 SendMessageBatch calls.
+constexpr std::int64_t kCheckpointEvery = 1000;
+// API limits: items per BatchWriteItem, entries per SendMessageBatch.
+constexpr std::size_t kItemsPerWrite = 25;
+constexpr std::size_t kMessagesPerSend = 10;
+// The in-flight window: BatchWriteItem requests to DynamoDB, and SendMessageBatch requests to
+// SQS, outstanding at once (each service its own window, one thread per request). A window
+// covers a bandwidth-delay product: one client gets at most window / RTT requests a second
+// from a service. Measured with bench/enqueue_bench.py --rtt-ms 20 (20,000 units through a
+// 20 ms delay proxy in front of the emulators, machine loaded by compiles): 16 took 8.4 s,
+// 32 7.0-7.4 s, 64 7.3-7.6 s with more client CPU (threads, connections). 32 is the knee: at
+// 20 ms it allows 1,600 requests a second per service (40,000 items, 16,000 messages), and
+// the emulators, not the round trips, bound the wall time. At 100 ms, a third of that.
+constexpr int kInFlightWindow = 32;
 // Changed units named in an error before "and N more".
 constexpr std::size_t kListLimit = 20;
 
@@ -263,7 +281,8 @@ int RunEnqueue(const Args& args, Controller& controller) {
   grid_options.chunk = static_cast<int>(chunk->value_or(1));
   auto built = BuildUnits(*table, grid_options, path);
   if (!built.ok()) return ReportError(controller, built.error());
-  const std::vector<UnitSpec>& units = *built;
+  // Not const: the units this run writes are moved into their BatchWriteItem slices below.
+  std::vector<UnitSpec>& units = *built;
   if (units.empty()) {
     return ReportError(controller, Error::InvalidInput(path + ": the grid has no data rows"));
   }
@@ -327,14 +346,14 @@ int RunEnqueue(const Args& args, Controller& controller) {
   }
 
   // Which units exist already, and with what content.
-  std::vector<const UnitSpec*> missing;
+  std::vector<UnitSpec*> missing;
   std::vector<const UnitSpec*> changed;
   std::int64_t units_in_ledger = 0;
   if (record) {
     auto hashes = ledger.UnitHashes(spec.id);
     if (!hashes.ok()) return ReportError(controller, hashes.error());
     units_in_ledger = static_cast<std::int64_t>(hashes->size());
-    for (const UnitSpec& unit : units) {
+    for (UnitSpec& unit : units) {
       auto it = hashes->find(unit.id);
       if (it == hashes->end()) {
         missing.push_back(&unit);
@@ -346,7 +365,7 @@ int RunEnqueue(const Args& args, Controller& controller) {
     }
   } else {
     missing.reserve(units.size());
-    for (const UnitSpec& unit : units) missing.push_back(&unit);
+    for (UnitSpec& unit : units) missing.push_back(&unit);
   }
   if (!changed.empty() && !replace) {
     std::string message = "job " + spec.id + ": " + WithCommas(std::int64_t(changed.size())) +
@@ -397,14 +416,6 @@ int RunEnqueue(const Args& args, Controller& controller) {
     ++summary.replaced;
   }
 
-  // A fresh job writes every unit: no copy then.
-  std::vector<UnitSpec> copies;
-  if (missing.size() != units.size()) {
-    copies.reserve(missing.size());
-    for (const UnitSpec* unit : missing) copies.push_back(*unit);
-  }
-  const std::vector<UnitSpec>& to_write = missing.size() == units.size() ? units : copies;
-
   std::vector<const UnitSpec*> to_send;
   if (subset) {
     std::set<const UnitSpec*> touched(missing.begin(), missing.end());
@@ -418,112 +429,186 @@ int RunEnqueue(const Args& args, Controller& controller) {
       to_send.push_back(&units[i]);
     }
   }
+  // The missing units in slices of one BatchWriteItem each, in unit order.
+  std::vector<std::vector<UnitSpec>> slices((missing.size() + kItemsPerWrite - 1) / kItemsPerWrite);
   // A message goes only once its unit's item is in: to_send[i] needs the first needed[i] items
-  // of to_write written (PutNewUnits writes them in order). Both lists are in unit order, so
+  // of `missing` written (the writer below keeps the written prefix). Both lists point into
+  // `units` in unit order, so one pass over both finds each unit's place in `missing`, and
   // `needed` never decreases.
   std::vector<std::int64_t> needed(to_send.size(), 0);
-  if (!missing.empty()) {
-    std::unordered_map<const UnitSpec*, std::int64_t> position;
-    position.reserve(missing.size());
-    for (std::size_t j = 0; j < missing.size(); ++j) {
-      position.emplace(missing[j], static_cast<std::int64_t>(j) + 1);
-    }
-    std::int64_t floor = 0;
-    for (std::size_t i = 0; i < to_send.size(); ++i) {
-      auto it = position.find(to_send[i]);
-      if (it != position.end()) floor = std::max(floor, it->second);
-      needed[i] = floor;
-    }
+  std::vector<std::int64_t> moved_to(to_send.size(), -1);  // index in `missing`, or -1
+  for (std::size_t i = 0, j = 0; i < to_send.size(); ++i) {
+    while (j < missing.size() && missing[j] < to_send[i]) ++j;
+    if (j < missing.size() && missing[j] == to_send[i]) moved_to[i] = static_cast<std::int64_t>(j);
+    needed[i] = static_cast<std::int64_t>(j) + (moved_to[i] >= 0 ? 1 : 0);
   }
+  // The specs are moved into the slices, not copied (nothing reads the grid's copy after
+  // this); to_send follows them to their new place.
+  for (std::size_t j = 0; j < missing.size(); ++j) {
+    std::vector<UnitSpec>& slice = slices[j / kItemsPerWrite];
+    if (slice.empty()) slice.reserve(kItemsPerWrite);
+    slice.push_back(std::move(*missing[j]));
+  }
+  for (std::size_t i = 0; i < to_send.size(); ++i) {
+    if (moved_to[i] < 0) continue;
+    const auto j = static_cast<std::size_t>(moved_to[i]);
+    to_send[i] = &slices[j / kItemsPerWrite][j % kItemsPerWrite];
+  }
+  const std::int64_t to_write = static_cast<std::int64_t>(missing.size());
 
   // The items are written on another thread while the messages of the units already written
-  // go out here, so both services work at once.
-  struct WriteProgress {
+  // go out here, so both services work at once, each with kInFlightWindow requests
+  // outstanding. Requests complete out of order; what the protocol needs is kept as prefixes:
+  // `written` counts the slices written without a gap before them, `sent` the messages.
+  const int window = kInFlightWindow;
+  const std::size_t batches = (to_send.size() + kMessagesPerSend - 1) / kMessagesPerSend;
+  struct Pipeline {
     std::mutex mu;
     std::condition_variable cv;
-    std::int64_t written = 0;
-    bool done = false;
-    Status status;
-  } progress;
+    std::vector<char> slice_done;
+    std::size_t slices_through = 0;  // slices [0, slices_through) are written
+    std::int64_t written = 0;        // units in those slices
+    std::size_t chunks_written = 0;  // chunks whose items are all in (see below)
+    bool writes_over = false;        // the writer returned (done, or stopped at an error)
+    std::optional<Error> write_error;
+    std::vector<char> batch_done;
+    std::size_t batches_through = 0;  // batches [0, batches_through) are sent
+    std::int64_t sent_through = 0;    // their messages (relative to send_from)
+    std::int64_t recorded = 0;        // the sent_through checkpoint in the ledger (relative)
+    bool checkpointing = false;       // a lane is writing a checkpoint
+    std::optional<Error> send_error;
+  } pipe;
+  pipe.slice_done.assign(slices.size(), 0);
+  pipe.batch_done.assign(batches, 0);
+  // The messages of to_send's kCheckpointUnits chunk c go once every item of the chunk is in,
+  // i.e. `written` >= chunk_need[c], as before the pipeline: a crash during the first chunk's
+  // writes has sent no message. (The writer wakes the senders only when a chunk completes.)
+  std::vector<std::int64_t> chunk_need;
+  const auto chunk_units = static_cast<std::size_t>(kCheckpointUnits);
+  for (std::size_t end = chunk_units;; end += chunk_units) {
+    chunk_need.push_back(needed.empty() ? 0 : needed[std::min(end, needed.size()) - 1]);
+    if (end >= needed.size()) break;
+  }
+
+  ProgressBar bar(controller, "enqueue", to_write + static_cast<std::int64_t>(to_send.size()),
+                  !json);
+  std::atomic<std::int64_t> sent_total{0};  // messages sent, prefix or not (the summary's)
+  std::atomic<std::int64_t> written_total{0};
+
   std::thread writer;
-  if (missing.empty()) {
-    progress.done = true;
+  if (slices.empty()) {
+    pipe.writes_over = true;
   } else {
     writer = std::thread([&] {
-      Status put = ledger.PutNewUnits(spec.id, to_write, [&progress](std::int64_t written) {
-        std::lock_guard<std::mutex> lock(progress.mu);
-        progress.written = written;
-        progress.cv.notify_all();
+      ParallelFor(slices.size(), window, [&](std::size_t s) {
+        {
+          std::lock_guard<std::mutex> lock(pipe.mu);
+          if (pipe.write_error) return;  // no new write after the first failure
+        }
+        Status put = ledger.PutNewUnits(spec.id, slices[s], nullptr);
+        std::lock_guard<std::mutex> lock(pipe.mu);
+        if (!put.ok()) {
+          if (!pipe.write_error) pipe.write_error = put.error();
+          pipe.cv.notify_all();
+          return;
+        }
+        pipe.slice_done[s] = 1;
+        while (pipe.slices_through < slices.size() && pipe.slice_done[pipe.slices_through]) {
+          pipe.written += static_cast<std::int64_t>(slices[pipe.slices_through++].size());
+        }
+        written_total += static_cast<std::int64_t>(slices[s].size());
+        bar.Update(written_total + sent_total);
+        const std::size_t chunks_before = pipe.chunks_written;
+        while (pipe.chunks_written < chunk_need.size() &&
+               pipe.written >= chunk_need[pipe.chunks_written]) {
+          ++pipe.chunks_written;
+        }
+        if (pipe.chunks_written != chunks_before) pipe.cv.notify_all();
       });
-      std::lock_guard<std::mutex> lock(progress.mu);
-      progress.done = true;
-      progress.status = std::move(put);
-      progress.cv.notify_all();
+      std::lock_guard<std::mutex> lock(pipe.mu);
+      pipe.writes_over = true;
+      pipe.cv.notify_all();
     });
   }
-  ProgressBar bar(controller, "enqueue",
-                  static_cast<std::int64_t>(to_write.size() + to_send.size()), !json);
-  // Waits until `need` items are written; false when the writer stopped short of that.
-  std::int64_t written_seen = 0;
-  auto wait_written = [&](std::int64_t need) {
-    while (written_seen < need) {
-      bool done = false;
-      {
-        std::unique_lock<std::mutex> lock(progress.mu);
-        progress.cv.wait(lock, [&] { return progress.written != written_seen || progress.done; });
-        written_seen = progress.written;
-        done = progress.done;
+
+  // Records the sent_through checkpoint every kCheckpointEvery messages of the sent prefix,
+  // one write at a time and in order, by whichever lane finds one due (it holds `lock`, and
+  // lets go of it during the write). The last one is left to the final DONE write.
+  auto record_checkpoints = [&](std::unique_lock<std::mutex>& lock) {
+    while (!pipe.checkpointing && !pipe.send_error) {
+      const std::int64_t target = pipe.sent_through / kCheckpointEvery * kCheckpointEvery;
+      if (target <= pipe.recorded || target >= static_cast<std::int64_t>(to_send.size())) return;
+      pipe.checkpointing = true;
+      lock.unlock();
+      Status checkpoint =
+          ledger.SetEnqueueProgress(spec.id, send_from + target, total_after, false);
+      lock.lock();
+      pipe.checkpointing = false;
+      if (checkpoint.ok()) {
+        pipe.recorded = target;
+      } else if (!pipe.send_error) {
+        pipe.send_error = checkpoint.error();
       }
-      bar.Update(written_seen + summary.sent);
-      if (done && written_seen < need) return false;
+      pipe.cv.notify_all();
     }
-    return true;
   };
 
-  std::optional<Error> send_error;
-  {
-    std::vector<SendEntry> entries;
-    for (std::size_t begin = 0; begin < to_send.size(); begin += kCheckpointUnits) {
-      const std::size_t end = std::min(to_send.size(), begin + kCheckpointUnits);
-      if (!wait_written(needed[end - 1])) break;
-      entries.resize(end - begin);
-      for (std::size_t i = begin; i < end; ++i) {
-        entries[i - begin].body = EncodeUnitMessage(spec.id, to_send[i]->id);
-      }
-      auto sent = (*sqs)->SendMessageBatch(stack->queue_url, entries);
-      if (!sent.ok()) {
-        send_error = sent.error();
-        break;
-      }
-      if (!sent->ok()) {
-        const BatchEntryFailure& first = sent->failed.front();
-        Error error = first.error;
-        error.message = std::to_string(sent->failed.size()) + " of " +
-                        std::to_string(entries.size()) + " messages were not sent (unit " +
-                        to_send[begin + first.index]->id + ": " + first.error.message +
-                        "); rerun the same command to finish the job";
-        send_error = std::move(error);
-        break;
-      }
-      summary.sent += static_cast<std::int64_t>(entries.size());
-      bar.Update(written_seen + summary.sent);
-      if (!subset && end < to_send.size()) {
-        const std::int64_t sent_through = send_from + static_cast<std::int64_t>(end);
-        if (Status checkpoint =
-                ledger.SetEnqueueProgress(spec.id, sent_through, total_after, false);
-            !checkpoint.ok()) {
-          send_error = checkpoint.error();
-          break;
+  ParallelFor(batches, window, [&](std::size_t b) {
+    const std::size_t begin = b * kMessagesPerSend;
+    const std::size_t end = std::min(to_send.size(), begin + kMessagesPerSend);
+    // The batch waits until its chunk's items are in, and while it would go more than
+    // kCheckpointUnits past the recorded checkpoint (a crash then makes a rerun resend at most
+    // that many). Neither wait holds up a healthy run for long: a chunk's items take 200
+    // requests, its messages 500, and the checkpoint trails the sends by about 1,000 messages.
+    const std::int64_t need = chunk_need[begin / chunk_units];
+    const std::int64_t limit = static_cast<std::int64_t>(end) - kCheckpointUnits;
+    {
+      std::unique_lock<std::mutex> lock(pipe.mu);
+      pipe.cv.wait(lock, [&] {
+        return pipe.send_error ||
+               ((pipe.written >= need || pipe.writes_over) && (subset || limit <= pipe.recorded));
+      });
+      if (pipe.send_error || pipe.written < need) return;
+    }
+    std::vector<SendEntry> entries(end - begin);
+    for (std::size_t i = begin; i < end; ++i) {
+      entries[i - begin].body = EncodeUnitMessage(spec.id, to_send[i]->id);
+    }
+    auto sent = (*sqs)->SendMessageBatch(stack->queue_url, entries);
+    std::unique_lock<std::mutex> lock(pipe.mu);
+    if (!sent.ok() || !sent->ok()) {
+      if (!pipe.send_error) {
+        if (!sent.ok()) {
+          pipe.send_error = sent.error();
+        } else {
+          const BatchEntryFailure& first = sent->failed.front();
+          Error error = first.error;
+          error.message = std::to_string(sent->failed.size()) + " of " +
+                          std::to_string(entries.size()) + " messages were not sent (unit " +
+                          to_send[begin + first.index]->id + ": " + first.error.message +
+                          "); rerun the same command to finish the job";
+          pipe.send_error = std::move(error);
         }
       }
+      pipe.cv.notify_all();
+      return;
     }
-  }
+    sent_total += static_cast<std::int64_t>(entries.size());
+    bar.Update(written_total + sent_total);
+    pipe.batch_done[b] = 1;
+    while (pipe.batches_through < batches && pipe.batch_done[pipe.batches_through]) {
+      pipe.sent_through = static_cast<std::int64_t>(
+          std::min(to_send.size(), ++pipe.batches_through * kMessagesPerSend));
+    }
+    if (!subset) record_checkpoints(lock);
+  });
+  summary.sent = sent_total;
   // A failed send leaves the writer to finish its writes: the rerun then only has to send.
   if (writer.joinable()) writer.join();
   bar.Finish();
-  if (!progress.status.ok()) return ReportError(controller, progress.status);
-  if (send_error) return ReportError(controller, *send_error);
-  summary.written = static_cast<std::int64_t>(to_write.size());
+  if (pipe.write_error) return ReportError(controller, *pipe.write_error);
+  if (pipe.send_error) return ReportError(controller, *pipe.send_error);
+  summary.written = to_write;
   if (Status done = ledger.SetEnqueueProgress(spec.id, summary.units, total_after, true);
       !done.ok()) {
     return ReportError(controller, done);
