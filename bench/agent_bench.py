@@ -3,7 +3,7 @@
 unit costs.
 
 Usage: /usr/bin/python3 bench/agent_bench.py BUILD_DIR [--idle-seconds 60] [--latency-units 30]
-                                             [--request-units 100] [--json FILE]
+                                             [--request-units 100] [--tls] [--json FILE]
 
 Starts the emulators (tests/harness/launcher.py) and a stack (`controller init`), then:
  1. idle: one agent (--slots 1, default heartbeat and long poll) with an empty queue; over
@@ -20,6 +20,10 @@ Starts the emulators (tests/harness/launcher.py) and a stack (`controller init`)
     every request); --request-units one-line units are enqueued and run; requests are counted by
     service and operation (X-Amz-Target for SQS and DynamoDB, method and path shape for S3).
     Target: at most 6 per unit besides the S3 transfers of outputs and logs.
+With --tls, the idle agent and its boto3 peer (phases 1 and 2) reach SQS, DynamoDB and S3 over
+TLS, as on AWS: a TLS front (a self-signed certificate for 127.0.0.1, trusted through
+AWS_CA_BUNDLE, which both honour) sits before each emulator and AWS_ENDPOINT_URL_* name the
+https:// fronts; the fronts count the TLS connections each client made. Phase 3 stays plain.
 The agent runs as `nobody` when this script runs as root (as on a worker: units never run as
 root). Everything started here is stopped here, by process id.
 """
@@ -29,6 +33,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
@@ -197,6 +202,81 @@ class FaultProxy:
         os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait()
         self.log.close()
+
+
+# --- TLS fronts (--tls) -------------------------------------------------------------------------
+
+class TlsFronts:
+    """One TLS-terminating forwarder per emulator (SQS, DynamoDB, S3), on threads of this
+    process: accepts TLS on a free loopback port and relays the plaintext to the emulator."""
+
+    SERVICES = ("AWS_ENDPOINT_URL_SQS", "AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_S3")
+
+    def __init__(self, tmp, env):
+        self.cert = os.path.join(tmp, "tls-front.pem")
+        key = os.path.join(tmp, "tls-front.key")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
+                        "-out", self.cert, "-days", "1", "-subj", "/CN=127.0.0.1",
+                        "-addext", "subjectAltName=IP:127.0.0.1"],
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        os.chmod(tmp, 0o755)
+        os.chmod(self.cert, 0o644)  # the agent runs as nobody
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ctx.load_cert_chain(self.cert, key)
+        self.env = dict(env)
+        self.env["AWS_CA_BUNDLE"] = self.cert
+        self.connections = {}
+        self.listeners = []
+        for var in self.SERVICES:
+            upstream = urllib.parse.urlsplit(env[var])
+            listener = socket.create_server(("127.0.0.1", 0))
+            self.listeners.append(listener)
+            self.connections[var] = 0
+            threading.Thread(target=self._accept, daemon=True,
+                             args=(listener, var, (upstream.hostname, upstream.port))).start()
+            self.env[var] = f"https://127.0.0.1:{listener.getsockname()[1]}"
+
+    def _accept(self, listener, var, upstream):
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            self.connections[var] += 1
+            threading.Thread(target=self._serve, args=(conn, upstream), daemon=True).start()
+
+    def _serve(self, conn, upstream):
+        try:
+            tls = self.ctx.wrap_socket(conn, server_side=True)
+            plain = socket.create_connection(upstream)
+        except OSError:
+            conn.close()
+            return
+        threading.Thread(target=self._pipe, args=(plain, tls), daemon=True).start()
+        self._pipe(tls, plain)
+
+    @staticmethod
+    def _pipe(src, dst):
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def counts(self):
+        return {var.rsplit("_", 1)[1].lower(): n for var, n in self.connections.items()}
+
+    def close(self):
+        for listener in self.listeners:
+            listener.close()
 
 
 # --- the stack --------------------------------------------------------------------------------
@@ -483,6 +563,8 @@ def main():
     ap.add_argument("--idle-seconds", type=int, default=60)
     ap.add_argument("--latency-units", type=int, default=30)
     ap.add_argument("--request-units", type=int, default=100)
+    ap.add_argument("--tls", action="store_true",
+                    help="idle and dispatch phases over TLS fronts (see the module doc)")
     ap.add_argument("--json", help="also write the figures to this file")
     args = ap.parse_args()
     binary = os.path.join(args.build_dir, "agent", "agent")
@@ -501,9 +583,11 @@ def main():
         stack.enqueue("lat", args.latency_units, 'date +%s.%N > "$SPOTGRID_OUTPUT_DIR/start"')
         stack.drain_queue(args.latency_units)
 
-        agent = Agent(binary, tmp, "agent-idle", stack.name, env, slots=1)
+        fronts = TlsFronts(tmp, env) if args.tls else None
+        client_env = fronts.env if fronts else env
+        agent = Agent(binary, tmp, "agent-idle", stack.name, client_env, slots=1)
         peer = PeerWorker(tmp, stack.sqs.create_queue(QueueName=stack.name + "-peer")["QueueUrl"],
-                          env)
+                          client_env)
         try:
             agent.wait_ready()
             idle = measure_idle(agent, args.idle_seconds, peer)
@@ -513,6 +597,9 @@ def main():
         finally:
             agent.stop()
             peer.stop()
+            if fronts:
+                results["tls_connections"] = fronts.counts()
+                fronts.close()
         wakeup = long_poll_wakeup(stack, min(args.latency_units, 20))
         results["latency"] = {
             "units": args.latency_units,
@@ -531,10 +618,15 @@ def main():
 
     n = args.request_units
     idle = results["idle"]
-    print(f"agent idle over {idle['seconds']:.0f} s of empty long polls (1 slot, defaults)")
+    over = "TLS" if args.tls else "plain HTTP"
+    print(f"agent idle over {idle['seconds']:.0f} s of empty long polls over {over} "
+          f"(1 slot, defaults)")
+    if args.tls:
+        print(f"  TLS connections accepted by the fronts (agent and peer): "
+              f"{results['tls_connections']}")
     print(f"  RSS max {idle['rss_max_kib'] / 1024:.2f} MiB (mean "
           f"{idle['rss_mean_kib'] / 1024:.2f}, VmHWM {idle['vm_hwm_kib'] / 1024:.2f}; "
-          f"target < 10 MiB), {idle['threads']} threads")
+          f"target < {16 if args.tls else 10} MiB), {idle['threads']} threads")
     print(f"  of which RssAnon {idle['rss_anon_kib'] / 1024:.2f} MiB (the agent's own), RssFile "
           f"{idle['rss_file_kib'] / 1024:.2f} MiB (mapped binary and shared libraries); PSS "
           f"{(idle['pss_kib'] or 0) / 1024:.2f} MiB")

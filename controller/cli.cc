@@ -263,8 +263,8 @@ Result<std::shared_ptr<Sqs>> Controller::sqs() {
   auto context = aws();
   if (!context.ok()) return context.error();
   SqsClientOptions options;
-  // Enqueue sends tens of thousands of messages: enough batches in flight that the queue,
-  // not the round trips, bounds the wall time.
+  // Verbs that send many messages in one call (retry, cancel) keep this many batches in
+  // flight; enqueue keeps its own window (kInFlightWindow in verbs/enqueue.cc).
   options.batch_concurrency = 16;
   auto client = SqsClient::Create(*context, options);
   if (!client.ok()) return client.error();

@@ -11,7 +11,6 @@
 // makes a duplicate message harmless).
 #include <algorithm>
 #include <atomic>
-#include <cerrno>
 #include <condition_variable>
 #include <cstdio>
 #include <cstring>
@@ -25,7 +24,8 @@
 #include <vector>
 
 #include "grid.h"
-#include "spotgrid/aws/sigv4.h"
+#include "spotgrid/core/digest.h"
+#include "spotgrid/core/file_io.h"
 #include "spotgrid/core/parallel_for.h"
 #include "spotgrid/services/sqs_client.h"
 #include "verbs/verbs.h"
@@ -101,21 +101,6 @@ Result<std::vector<int>> ParseExitCodes(const Args& args, const std::string& nam
   std::sort(codes.begin(), codes.end());
   codes.erase(std::unique(codes.begin(), codes.end()), codes.end());
   return codes;
-}
-
-Result<std::string> ReadFile(const std::string& path) {
-  std::FILE* file = std::fopen(path.c_str(), "rb");
-  if (file == nullptr) {
-    return Error::InvalidInput("cannot read " + path + ": " + std::strerror(errno));
-  }
-  std::string data;
-  char buffer[1 << 16];
-  std::size_t n = 0;
-  while ((n = std::fread(buffer, 1, sizeof(buffer), file)) > 0) data.append(buffer, n);
-  const bool failed = std::ferror(file) != 0;
-  std::fclose(file);
-  if (failed) return Error::InvalidInput("cannot read " + path + ": read error");
-  return data;
 }
 
 std::vector<int> Sorted(std::vector<int> v) {
@@ -272,8 +257,13 @@ int RunEnqueue(const Args& args, Controller& controller) {
                        Error::InvalidInput("enqueue: --stack is required (or set SPOTGRID_STACK)"));
   }
 
-  auto data = ReadFile(path);
-  if (!data.ok()) return ReportError(controller, data.error());
+  auto data = ReadFile(path, "read grid file");
+  if (!data.ok()) {
+    // A grid that is missing or unreadable is bad input (exit 2), like a malformed one.
+    Error error = data.error();
+    error.category = ErrorCategory::kInvalidInput;
+    return ReportError(controller, error);
+  }
   auto table = ParseCsv(*data, path);
   if (!table.ok()) return ReportError(controller, table.error());
   GridOptions grid_options;

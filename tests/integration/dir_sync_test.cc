@@ -26,7 +26,7 @@
 #include <vector>
 
 #include "spotgrid/core/iso8601.h"
-#include "spotgrid/http/http1_transport.h"
+#include "spotgrid/http/curl_transport.h"
 #include "support/client_fixture.h"
 #include "support/test_env.h"
 
@@ -117,7 +117,7 @@ class RecordingTransport final : public HttpTransport {
   }
 
  private:
-  std::shared_ptr<HttpTransport> inner_ = MakeHttp1Transport();
+  std::shared_ptr<HttpTransport> inner_ = MakeCurlTransport();
   std::mutex mu_;
   std::vector<std::string> sent_;
 };

@@ -2,7 +2,7 @@
 
 #include <chrono>
 
-#include "spotgrid/http/http1_transport.h"
+#include "spotgrid/http/curl_transport.h"
 #include "support/test_env.h"
 
 namespace spotgrid::testing {
@@ -92,7 +92,7 @@ void ImdsFakeTest::SetUp() {
   ASSERT_FALSE(tenant.url.empty());
   tenant_ = tenant.name;
   endpoint_ = tenant.url;
-  transport_ = MakeHttp1Transport();
+  transport_ = MakeCurlTransport();
   env_.Set("AWS_EC2_METADATA_SERVICE_ENDPOINT", endpoint_);
 }
 

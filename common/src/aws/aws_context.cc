@@ -1,10 +1,11 @@
 // AwsContext: the state every client of one process shares (see aws_client.h).
 #include <chrono>
+#include <fstream>
 #include <utility>
 
 #include "spotgrid/aws/aws_client.h"
-#include "spotgrid/http/http1_transport.h"
 #include "spotgrid/aws/imds_client.h"
+#include "spotgrid/http/curl_transport.h"
 
 namespace spotgrid {
 
@@ -14,16 +15,44 @@ namespace {
 // network latency and within what every service tolerates.
 constexpr std::chrono::milliseconds kSkewThreshold = std::chrono::minutes(5);
 
+// The process's transport, configured as the AWS CLI configures its HTTP session: the CA
+// bundle from AWS_CA_BUNDLE, else the profile's ca_bundle (botocore's order; an empty value
+// counts as unset, never as "do not verify"), and the proxy variables. A bundle that cannot be
+// read fails here, naming where it came from, rather than as a TLS error on the first call.
+Result<std::shared_ptr<HttpTransport>> MakeDefaultTransport(const Environment& env,
+                                                            const ProfileFiles& profiles) {
+  CurlTransportOptions options;
+  std::string source;
+  if (std::string bundle = env.GetOr("AWS_CA_BUNDLE", ""); !bundle.empty()) {
+    options.ca_bundle = std::move(bundle);
+    source = "AWS_CA_BUNDLE";
+  } else if (std::optional<std::string> configured = profiles.Get("ca_bundle");
+             configured && !configured->empty()) {
+    options.ca_bundle = std::move(*configured);
+    source = "ca_bundle in profile '" + profiles.profile_name + "'";
+  }
+  if (!options.ca_bundle.empty() && !std::ifstream(options.ca_bundle).is_open()) {
+    return Error::InvalidInput("cannot read the CA bundle " + options.ca_bundle + " (" + source +
+                               ")");
+  }
+  options.proxies = ProxyEnvironment::Read(env);
+  return MakeCurlTransport(std::move(options));
+}
+
 }  // namespace
 
 Result<std::shared_ptr<AwsContext>> AwsContext::Create(AwsContextOptions options) {
   const Environment& env = options.env != nullptr ? *options.env : Environment::Process();
   Clock& clock = options.clock != nullptr ? *options.clock : Clock::System();
-  std::shared_ptr<HttpTransport> transport =
-      options.transport != nullptr ? options.transport : MakeHttp1Transport();
-
   auto profiles = ProfileFiles::Load(env);
   if (!profiles.ok()) return profiles.error();
+
+  std::shared_ptr<HttpTransport> transport = options.transport;
+  if (transport == nullptr) {
+    auto made = MakeDefaultTransport(env, *profiles);
+    if (!made.ok()) return made.error();
+    transport = std::move(*made);
+  }
 
   auto imds = ImdsClient::Create(env, transport, clock);
   if (!imds.ok()) return imds.error();

@@ -14,8 +14,11 @@ namespace {
 
 std::string ErrnoText(int err) { return std::strerror(err); }
 
-Error IoError(std::string_view operation, const std::filesystem::path& path, int err) {
-  Error error = Error::Io(std::string(operation), path.string() + ": " + ErrnoText(err));
+// "cannot <verb> <path>: <strerror>", kNotFound for ENOENT.
+Error IoError(std::string_view operation, std::string_view verb, const std::filesystem::path& path,
+              int err) {
+  Error error = Error::Io(std::string(operation), "cannot " + std::string(verb) + " " +
+                                                      path.string() + ": " + ErrnoText(err));
   if (err == ENOENT) error.category = ErrorCategory::kNotFound;
   return error;
 }
@@ -24,7 +27,7 @@ Error IoError(std::string_view operation, const std::filesystem::path& path, int
 
 Result<std::string> ReadFile(const std::filesystem::path& path, std::string_view operation) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return IoError(operation, path, errno);
+  if (fd < 0) return IoError(operation, "read", path, errno);
   std::string data;
   char buffer[1 << 16];
   for (;;) {
@@ -36,7 +39,7 @@ Result<std::string> ReadFile(const std::filesystem::path& path, std::string_view
     } else if (errno != EINTR) {
       const int err = errno;
       ::close(fd);
-      return IoError(operation, path, err);
+      return IoError(operation, "read", path, err);
     }
   }
   ::close(fd);
@@ -59,7 +62,7 @@ Result<std::string> CreateTemporaryBeside(const std::filesystem::path& path,
       ::close(fd);
       return name;
     }
-    if (errno != EEXIST) return IoError(operation, name, errno);
+    if (errno != EEXIST) return IoError(operation, "create", name, errno);
   }
   return Error::Io(std::string(operation),
                    "cannot find a free temporary name beside " + path.string());
@@ -84,12 +87,12 @@ Status WriteFileAtomically(const std::filesystem::path& path, std::string_view d
   if (fd < 0) {
     const int err = errno;
     std::remove(temp->c_str());
-    return IoError(operation, *temp, err);
+    return IoError(operation, "open", *temp, err);
   }
   auto fail = [&](int err) -> Status {
     ::close(fd);
     std::remove(temp->c_str());
-    return IoError(operation, path, err);
+    return IoError(operation, "write", path, err);
   };
   std::size_t written = 0;
   while (written < data.size()) {
@@ -104,7 +107,7 @@ Status WriteFileAtomically(const std::filesystem::path& path, std::string_view d
   if (::close(fd) != 0) {
     const int err = errno;
     std::remove(temp->c_str());
-    return IoError(operation, path, err);
+    return IoError(operation, "write", path, err);
   }
   return RenameInto(*temp, path, operation);
 }

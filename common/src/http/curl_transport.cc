@@ -12,21 +12,45 @@
 #include <vector>
 
 #include "core/strings.h"
+#include "spotgrid/core/clock.h"
 
 namespace spotgrid {
 namespace {
 
 void GlobalInitOnce() {
   static std::once_flag once;
-  // curl_global_init is not thread-safe itself; call_once makes the first Send() race-free.
+  // curl_global_init is not thread-safe itself; call_once makes the first transport race-free.
   std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
 }
 
-// Closes an easy handle; the RAII holder for one handle (libcpr style).
-struct EasyDeleter {
-  void operator()(CURL* handle) const { curl_easy_cleanup(handle); }
+// One caller's transfer machinery: a multi handle (which owns the cache of live keep-alive
+// connections) and the easy handle it drives, released together (libcpr style); the easy
+// handle is attached to the multi only during a Send(). Neither copied nor moved.
+class Slot {
+ public:
+  static std::unique_ptr<Slot> Create(long max_connections) {
+    auto slot = std::unique_ptr<Slot>(new Slot());
+    slot->multi_ = curl_multi_init();
+    slot->easy_ = curl_easy_init();
+    if (slot->multi_ == nullptr || slot->easy_ == nullptr) return nullptr;
+    curl_multi_setopt(slot->multi_, CURLMOPT_MAXCONNECTS, max_connections);
+    return slot;
+  }
+  ~Slot() {
+    if (easy_ != nullptr) curl_easy_cleanup(easy_);
+    if (multi_ != nullptr) curl_multi_cleanup(multi_);  // closes the cached connections
+  }
+  Slot(const Slot&) = delete;
+  Slot& operator=(const Slot&) = delete;
+
+  CURLM* multi() const { return multi_; }
+  CURL* easy() const { return easy_; }
+
+ private:
+  Slot() = default;
+  CURLM* multi_ = nullptr;
+  CURL* easy_ = nullptr;
 };
-using EasyHandle = std::unique_ptr<CURL, EasyDeleter>;
 
 // The header lines for CURLOPT_HTTPHEADER, all in one buffer: curl only reads the list, so
 // its nodes need not come from curl_slist_append (two allocations per line, and as many frees).
@@ -81,15 +105,7 @@ struct Transfer {
   bool decided_sink = false;
   bool to_file = false;
   std::string write_error;
-
-  const StopSource* stop = nullptr;
 };
-
-// curl calls this at least once a second while a transfer waits, so a stop is noticed within
-// a second even in the middle of a long poll.
-int ProgressCallback(void* userdata, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
-  return static_cast<Transfer*>(userdata)->stop->Requested() ? 1 : 0;
-}
 
 std::size_t ReadCallback(char* buffer, std::size_t size, std::size_t nitems, void* userdata) {
   auto* t = static_cast<Transfer*>(userdata);
@@ -213,6 +229,82 @@ Error FromCurlCode(CURLcode rc, const char* errbuf) {
   }
 }
 
+bool IsHostChar(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+         c == '.' || c == '_';
+}
+
+bool IsPort(std::string_view s) {
+  if (s.empty() || s.size() > 5) return false;
+  long port = 0;
+  for (char c : s) {
+    if (c < '0' || c > '9') return false;
+    port = port * 10 + (c - '0');
+  }
+  return port >= 1 && port <= 65535;
+}
+
+// What is wrong with `url`, or "" when it has the form the client core produces:
+// "http[s]://host[:port][/path][?query]", already percent-encoded, host a DNS name, an IPv4
+// address or a bracketed IPv6 address. Checked before curl sees it: libcurl would guess
+// "http://" for a URL without a scheme, and a bad URL must fail without a connection.
+std::string UrlProblem(std::string_view url) {
+  std::size_t authority_start = 0;
+  if (url.size() >= 7 && EqualsIgnoreCase(url.substr(0, 7), "http://")) {
+    authority_start = 7;
+  } else if (url.size() >= 8 && EqualsIgnoreCase(url.substr(0, 8), "https://")) {
+    authority_start = 8;
+  } else {
+    return "the scheme must be http:// or https://";
+  }
+  for (char c : url) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u <= 0x20 || u >= 0x7f) return "it contains a space, control or non-ASCII character";
+  }
+  std::string_view authority = url.substr(authority_start);
+  authority = authority.substr(0, authority.find_first_of("/?#"));
+  if (authority.find('@') != std::string_view::npos) return "user info is not allowed";
+  std::string_view host = authority, port;
+  bool has_port = false;
+  if (!authority.empty() && authority.front() == '[') {
+    auto close = authority.find(']');
+    if (close == std::string_view::npos) return "unterminated IPv6 address";
+    std::string_view inside = authority.substr(1, close - 1);
+    if (inside.empty() ||
+        inside.find_first_not_of("0123456789abcdefABCDEF:.") != std::string_view::npos) {
+      return "bad IPv6 address";
+    }
+    std::string_view after = authority.substr(close + 1);
+    if (!after.empty()) {
+      if (after.front() != ':') return "junk after the IPv6 address";
+      has_port = true;
+      port = after.substr(1);
+    }
+  } else {
+    if (auto colon = authority.rfind(':'); colon != std::string_view::npos) {
+      has_port = true;
+      host = authority.substr(0, colon);
+      port = authority.substr(colon + 1);
+    }
+    if (host.empty()) return "no host";
+    for (char c : host) {
+      if (!IsHostChar(c)) return "bad host name";
+    }
+  }
+  if (has_port && !IsPort(port)) return "bad port";
+  return "";
+}
+
+// `message` with every occurrence of `secret` replaced; a defence in depth for proxy
+// credentials (curl is never given them inside a URL, so its messages should not hold them).
+std::string Redact(std::string message, const std::string& secret) {
+  if (secret.empty()) return message;
+  for (auto at = message.find(secret); at != std::string::npos; at = message.find(secret, at + 3)) {
+    message.replace(at, secret.size(), "***");
+  }
+  return message;
+}
+
 }  // namespace
 
 struct CurlTransport::Impl {
@@ -229,7 +321,7 @@ struct CurlTransport::Impl {
   }
 
   ~Impl() {
-    // Handles must go before the share they use.
+    // Slots (and the connections they cache) must go before the share they use.
     idle.clear();
     if (share != nullptr) curl_share_cleanup(share);
   }
@@ -241,21 +333,63 @@ struct CurlTransport::Impl {
     static_cast<Impl*>(userptr)->locks[static_cast<std::size_t>(data) % kLockSlots].unlock();
   }
 
-  EasyHandle Borrow() {
+  std::unique_ptr<Slot> Borrow() {
     {
       std::lock_guard<std::mutex> lock(mu);
       if (!idle.empty()) {
-        EasyHandle h = std::move(idle.back());
+        std::unique_ptr<Slot> slot = std::move(idle.back());
         idle.pop_back();
-        return h;
+        return slot;
       }
     }
-    return EasyHandle(curl_easy_init());
+    std::unique_ptr<Slot> slot = Slot::Create(options.max_connections_per_slot);
+    if (slot) SetConstantOptions(slot->easy());
+    return slot;
   }
 
-  void Return(EasyHandle handle) {
-    std::lock_guard<std::mutex> lock(mu);
-    if (static_cast<int>(idle.size()) < options.max_idle_handles) idle.push_back(std::move(handle));
+  // What every request on a handle has in common, set once per handle: a per-request
+  // curl_easy_reset() and re-setting these cost a noticeable part of a small request's CPU.
+  void SetConstantOptions(CURL* h) const {
+    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    // Without this, a transfer that times out (or is stopped) while the threaded resolver is
+    // still inside getaddrinfo() joins that thread: the connect timeout would stretch to
+    // glibc's DNS timeout (5 s per server and try). With it the thread is detached and frees
+    // itself when getaddrinfo() returns (the DNS sandbox test in http_transport_test.cc).
+    curl_easy_setopt(h, CURLOPT_QUICK_EXIT, 1L);
+    if (share != nullptr) curl_easy_setopt(h, CURLOPT_SHARE, share);
+    curl_easy_setopt(h, CURLOPT_TCP_NODELAY, 1L);
+    curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
+    curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
+    if (!options.ca_bundle.empty()) {
+      // Only the bundle, as botocore trusts only the bundle it is given.
+      curl_easy_setopt(h, CURLOPT_CAINFO, options.ca_bundle.c_str());
+      curl_easy_setopt(h, CURLOPT_CAPATH, nullptr);
+    } else {
+      // The hashed directory alone: issuers are loaded on demand (see the header).
+      curl_easy_setopt(h, CURLOPT_CAINFO, nullptr);
+      if (!options.ca_directory.empty()) {
+        curl_easy_setopt(h, CURLOPT_CAPATH, options.ca_directory.c_str());
+      }
+    }
+    // libcurl's own reading of no_proxy never applies (see proxy_config.h for the rules);
+    // CURLOPT_PROXY is set on every request, "" for none.
+    curl_easy_setopt(h, CURLOPT_NOPROXY, "");
+    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, &HeaderCallback);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, &WriteCallback);
+    curl_easy_setopt(h, CURLOPT_READFUNCTION, &ReadCallback);
+    curl_easy_setopt(h, CURLOPT_SEEKFUNCTION, &SeekCallback);
+  }
+
+  void Return(std::unique_ptr<Slot> slot) {
+    std::unique_lock<std::mutex> lock(mu);
+    if (static_cast<int>(idle.size()) < options.max_idle_slots) {
+      idle.push_back(std::move(slot));
+      return;
+    }
+    lock.unlock();  // closing its connections happens outside the lock
   }
 
   static constexpr std::size_t kLockSlots = 16;
@@ -263,10 +397,59 @@ struct CurlTransport::Impl {
   CURLSH* share = nullptr;
   std::array<std::mutex, kLockSlots> locks;
   std::mutex mu;
-  std::vector<EasyHandle> idle;  // LIFO: the warmest handle is reused first
+  std::vector<std::unique_ptr<Slot>> idle;  // LIFO: the warmest slot is reused first
   std::atomic<std::uint64_t> requests{0};
   std::atomic<std::uint64_t> connections{0};
 };
+
+namespace {
+
+// How a driven transfer ended.
+struct Outcome {
+  CURLcode rc = CURLE_OK;
+  bool cancelled = false;
+  std::string multi_error;  // a CURLM error: the multi interface itself failed
+};
+
+// Runs the slot's attached transfer to its end, or until `stop` is raised. curl_multi_poll
+// waits on curl's sockets, on curl's own timers (connect, total and low-speed timeouts) and
+// on the stop's eventfd, so a stop ends the wait at once. Without an eventfd (the system
+// refused one) the wait is sliced into 50 ms polls.
+Outcome Drive(CURLM* multi, CURL* easy, const StopSource* stop) {
+  Outcome outcome;
+  const int wake_fd = stop != nullptr ? stop->WakeFd() : -1;
+  curl_waitfd extra{};
+  extra.fd = wake_fd;
+  extra.events = CURL_WAIT_POLLIN;
+  const int wait_ms = (stop != nullptr && wake_fd < 0) ? 50 : 1000;
+  while (true) {
+    int running = 0;
+    CURLMcode mc = curl_multi_perform(multi, &running);
+    if (mc != CURLM_OK) {
+      outcome.multi_error = curl_multi_strerror(mc);
+      return outcome;
+    }
+    if (running == 0) break;
+    if (stop != nullptr && stop->Requested()) {
+      outcome.cancelled = true;
+      return outcome;
+    }
+    mc = curl_multi_poll(multi, wake_fd >= 0 ? &extra : nullptr, wake_fd >= 0 ? 1u : 0u, wait_ms,
+                         nullptr);
+    if (mc != CURLM_OK) {
+      outcome.multi_error = curl_multi_strerror(mc);
+      return outcome;
+    }
+  }
+  int left = 0;
+  outcome.rc = CURLE_GOT_NOTHING;
+  while (CURLMsg* msg = curl_multi_info_read(multi, &left)) {
+    if (msg->msg == CURLMSG_DONE && msg->easy_handle == easy) outcome.rc = msg->data.result;
+  }
+  return outcome;
+}
+
+}  // namespace
 
 CurlTransport::CurlTransport(CurlTransportOptions options)
     : impl_(std::make_unique<Impl>(std::move(options))) {}
@@ -278,17 +461,29 @@ CurlTransport::Stats CurlTransport::stats() const {
 }
 
 Result<HttpResponse> CurlTransport::Send(const HttpRequest& request) {
-  EasyHandle easy = impl_->Borrow();
-  if (!easy)
-    return TransportError(ErrorCategory::kTransient, "TransportError", "curl_easy_init failed");
-  CURL* h = easy.get();
-  // Reset keeps the handle's live connections, DNS and TLS session caches: that is the reuse.
-  curl_easy_reset(h);
+  // Everything that can be checked locally is, before a connection or a file is touched.
+  if (std::string problem = UrlProblem(request.url); !problem.empty()) {
+    return TransportError(ErrorCategory::kClient, "InvalidUrl",
+                          "cannot send to " + request.url + ": " + problem);
+  }
+  for (const auto& [name, value] : request.headers) {
+    if (name.empty() || name.find_first_of("\r\n: \t") != std::string::npos ||
+        value.find_first_of("\r\n") != std::string::npos) {
+      return TransportError(ErrorCategory::kInvalidInput, "InvalidHeader",
+                            "header '" + name +
+                                "' has an empty name, or a line break, colon or "
+                                "space where none is allowed");
+    }
+  }
+  Result<ProxyRoute> route = ChooseProxy(impl_->options.proxies, request.url);
+  if (!route.ok()) return route.error();
+  if (request.stop != nullptr && request.stop->Requested()) {
+    return TransportError(ErrorCategory::kCancelled, "Cancelled", "cancelled by shutdown");
+  }
 
   HttpResponse response;
   response.headers.reserve(12);
   Transfer t;
-  t.handle = h;
   t.response = &response;
   t.response_file = &request.response_file;
 
@@ -320,28 +515,31 @@ Result<HttpResponse> CurlTransport::Send(const HttpRequest& request) {
     has_body = !request.body.empty();
   }
 
+  std::unique_ptr<Slot> slot = impl_->Borrow();
+  if (!slot) {
+    return TransportError(ErrorCategory::kTransient, "TransportError",
+                          "libcurl could not create a handle");
+  }
+  CURL* h = slot->easy();
+  t.handle = h;
+  // Every option a previous request may have set differently is set again below; the
+  // constant ones were set when the handle was made (Impl::SetConstantOptions).
   char errbuf[CURL_ERROR_SIZE];
   errbuf[0] = '\0';
   curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
   curl_easy_setopt(h, CURLOPT_URL, request.url.c_str());
-  curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-  curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-  if (impl_->share != nullptr) curl_easy_setopt(h, CURLOPT_SHARE, impl_->share);
-  curl_easy_setopt(h, CURLOPT_MAXCONNECTS, impl_->options.max_connections_per_handle);
-  curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
-  curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
-  curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
-  curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
-  if (!impl_->options.ca_bundle.empty()) {
-    curl_easy_setopt(h, CURLOPT_CAINFO, impl_->options.ca_bundle.c_str());
-  }
+  curl_easy_setopt(h, CURLOPT_PROXY, route->url.c_str());  // "" = direct
+  const bool proxy_auth = !route->username.empty();
+  curl_easy_setopt(h, CURLOPT_PROXYAUTH, static_cast<long>(CURLAUTH_BASIC));
+  curl_easy_setopt(h, CURLOPT_PROXYUSERNAME, proxy_auth ? route->username.c_str() : nullptr);
+  curl_easy_setopt(h, CURLOPT_PROXYPASSWORD, proxy_auth ? route->password.c_str() : nullptr);
   curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
                    static_cast<long>(std::max<long long>(1, request.connect_timeout.count())));
   curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, static_cast<long>(request.timeout.count()));
-  if (request.low_speed_bytes > 0 && request.low_speed_time.count() > 0) {
-    curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, request.low_speed_bytes);
-    curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, static_cast<long>(request.low_speed_time.count()));
-  }
+  const bool low_speed = request.low_speed_bytes > 0 && request.low_speed_time.count() > 0;
+  curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, low_speed ? request.low_speed_bytes : 0L);
+  curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME,
+                   low_speed ? static_cast<long>(request.low_speed_time.count()) : 0L);
 
   // Method and body. Content-Length always comes from the known size, never chunked.
   const std::string& method = request.method;
@@ -350,8 +548,13 @@ Result<HttpResponse> CurlTransport::Send(const HttpRequest& request) {
   // loopback each send also runs the receiver's TCP stack on this CPU). curl resends it by
   // itself when a reused connection turns out to be dead.
   const bool memory_body = !request.body_file && method != "HEAD" && (has_body || method == "POST");
+  // HTTPGET resets what a previous request's method left (upload, no-body, POST).
+  curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
+  curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, nullptr);
+  curl_easy_setopt(h, CURLOPT_READDATA, &t);
+  curl_easy_setopt(h, CURLOPT_SEEKDATA, &t);
   if (method == "GET" && !has_body) {
-    curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
+    // HTTPGET above.
   } else if (method == "HEAD") {
     curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
   } else if (memory_body) {
@@ -361,17 +564,9 @@ Result<HttpResponse> CurlTransport::Send(const HttpRequest& request) {
   } else if (method == "POST") {
     curl_easy_setopt(h, CURLOPT_POST, 1L);
     curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(t.body_length));
-    curl_easy_setopt(h, CURLOPT_READFUNCTION, &ReadCallback);
-    curl_easy_setopt(h, CURLOPT_READDATA, &t);
-    curl_easy_setopt(h, CURLOPT_SEEKFUNCTION, &SeekCallback);
-    curl_easy_setopt(h, CURLOPT_SEEKDATA, &t);
   } else if (method == "PUT" || has_body) {
     curl_easy_setopt(h, CURLOPT_UPLOAD, 1L);
     curl_easy_setopt(h, CURLOPT_INFILESIZE_LARGE, static_cast<curl_off_t>(t.body_length));
-    curl_easy_setopt(h, CURLOPT_READFUNCTION, &ReadCallback);
-    curl_easy_setopt(h, CURLOPT_READDATA, &t);
-    curl_easy_setopt(h, CURLOPT_SEEKFUNCTION, &SeekCallback);
-    curl_easy_setopt(h, CURLOPT_SEEKDATA, &t);
     if (method != "PUT") curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method.c_str());
   } else if (method != "GET") {
     curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method.c_str());
@@ -384,11 +579,6 @@ Result<HttpResponse> CurlTransport::Send(const HttpRequest& request) {
   HeaderLines headers(request.headers.size() + 3, header_bytes + 32);
   bool has_content_type = false, has_accept = false;
   for (const auto& [name, value] : request.headers) {
-    if (name.find_first_of("\r\n:") != std::string::npos ||
-        value.find_first_of("\r\n") != std::string::npos) {
-      return TransportError(ErrorCategory::kInvalidInput, "InvalidHeader",
-                            "header " + name + " contains a line break or colon");
-    }
     if (EqualsIgnoreCase(name, "content-type")) has_content_type = true;
     if (EqualsIgnoreCase(name, "accept")) has_accept = true;
     headers.Add(name, value.empty() ? ";" : ": ", value);
@@ -398,22 +588,22 @@ Result<HttpResponse> CurlTransport::Send(const HttpRequest& request) {
   if (!has_accept) headers.Add("Accept", ":", "");
   curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers.List());
 
-  curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, &HeaderCallback);
   curl_easy_setopt(h, CURLOPT_HEADERDATA, &t);
-  curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, &WriteCallback);
   curl_easy_setopt(h, CURLOPT_WRITEDATA, &t);
-  if (request.stop != nullptr) {
-    t.stop = request.stop;
-    curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
-    curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, &ProgressCallback);
-    curl_easy_setopt(h, CURLOPT_XFERINFODATA, &t);
-  }
 
-  CURLcode rc = curl_easy_perform(h);
+  Outcome outcome;
+  if (CURLMcode mc = curl_multi_add_handle(slot->multi(), h); mc != CURLM_OK) {
+    outcome.multi_error = curl_multi_strerror(mc);
+  } else {
+    impl_->requests.fetch_add(1, std::memory_order_relaxed);
+    outcome = Drive(slot->multi(), h, request.stop);
+    // Detaching an unfinished transfer (a stop) closes its connection: it is never reused
+    // with a response still owed on it.
+    curl_multi_remove_handle(slot->multi(), h);
+  }
 
   long connects = 0;
   curl_easy_getinfo(h, CURLINFO_NUM_CONNECTS, &connects);
-  impl_->requests.fetch_add(1, std::memory_order_relaxed);
   impl_->connections.fetch_add(static_cast<std::uint64_t>(std::max(0L, connects)),
                                std::memory_order_relaxed);
   long status = 0;
@@ -422,7 +612,7 @@ Result<HttpResponse> CurlTransport::Send(const HttpRequest& request) {
   curl_easy_setopt(h, CURLOPT_HTTPHEADER, nullptr);
   curl_easy_setopt(h, CURLOPT_ERRORBUFFER, nullptr);
   if (memory_body) curl_easy_setopt(h, CURLOPT_POSTFIELDS, nullptr);
-  impl_->Return(std::move(easy));
+  impl_->Return(std::move(slot));
 
   bool file_ok = true;
   if (t.out_file != nullptr) {
@@ -432,6 +622,9 @@ Result<HttpResponse> CurlTransport::Send(const HttpRequest& request) {
     }
   }
 
+  if (outcome.cancelled) {
+    return TransportError(ErrorCategory::kCancelled, "Cancelled", "cancelled by shutdown");
+  }
   if (!t.body_error.empty()) {
     return TransportError(ErrorCategory::kIo, "BodyReadFailed",
                           "request body " + request.body_file->path + ": " + t.body_error);
@@ -439,10 +632,18 @@ Result<HttpResponse> CurlTransport::Send(const HttpRequest& request) {
   if (!t.write_error.empty()) {
     return TransportError(ErrorCategory::kIo, "ResponseWriteFailed", t.write_error);
   }
-  if (rc == CURLE_ABORTED_BY_CALLBACK && t.stop != nullptr && t.stop->Requested()) {
-    return TransportError(ErrorCategory::kCancelled, "Cancelled", "cancelled by shutdown");
+  if (!outcome.multi_error.empty()) {
+    return TransportError(ErrorCategory::kTransient, "TransportError",
+                          "libcurl: " + outcome.multi_error);
   }
-  if (rc != CURLE_OK) return FromCurlCode(rc, errbuf);
+  if (outcome.rc != CURLE_OK) {
+    Error e = FromCurlCode(outcome.rc, errbuf);
+    if (!route->direct()) {
+      e.message = Redact(Redact(std::move(e.message), route->password), route->username) +
+                  " (through the proxy " + route->url + ")";
+    }
+    return e;
+  }
 
   response.status = static_cast<int>(status);
   if (!request.response_file.empty() && status >= 200 && status < 300 && !t.to_file) {

@@ -35,9 +35,9 @@ struct FileRange {
 
 struct HttpRequest {
   std::string method = "GET";
-  std::string url;    // absolute, already percent-encoded: "https://host:port/path?query"
-  Headers headers;    // sent as given; the transport adds nothing it would have to sign
-  std::string body;   // used when body_file is empty
+  std::string url;   // absolute, already percent-encoded: "https://host:port/path?query"
+  Headers headers;   // sent as given; the transport adds nothing it would have to sign
+  std::string body;  // used when body_file is empty
   std::optional<FileRange> body_file;
   // When set, a 2xx response body is written to this file (created or truncated) instead of
   // HttpResponse::body. Error bodies always arrive in memory so they can be parsed.
