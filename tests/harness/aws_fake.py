@@ -37,11 +37,9 @@ Control (under the tenant prefix):
 
 import copy
 import datetime
-import json
 import os
 import re
 import sys
-import threading
 import time
 import urllib.parse
 import uuid
@@ -81,12 +79,7 @@ def _now_iso():
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
 
-class ApiError(Exception):
-    def __init__(self, status, code, message):
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
+ApiError = harness_common.ApiError
 
 
 def _missing(service, name):
@@ -119,18 +112,15 @@ def _bool_param(service, params, name):
     return value == "true"
 
 
-class Tenant:
-    def __init__(self):
-        self.reset()
+class Tenant(harness_common.FakeTenant):
+    fail_rule_needs_action = True
 
-    def reset(self):
+    def reset_state(self):
         self.instances = {}
         self.spot_prices = []
-        self.calls = []
-        self.fail_rules = []
         self.heartbeats = {}
 
-    def state(self):
+    def state_doc(self):
         return {"instances": copy.deepcopy(self.instances),
                 "spot_prices": copy.deepcopy(self.spot_prices),
                 "heartbeats": dict(self.heartbeats)}
@@ -156,13 +146,6 @@ class Tenant:
                            "ID: %s" % iid)
         return inst
 
-    def take_failure(self, action):
-        for rule in self.fail_rules:
-            if rule["action"] in (action, "*") and rule["count"] > 0:
-                rule["count"] -= 1
-                return ApiError(int(rule.get("status", 500)), rule.get("code", "InternalError"),
-                                rule.get("message", "Injected failure"))
-        return None
 
 
 # ---- EC2 actions: return the XML inside <ActionResponse> after <requestId>.
@@ -373,15 +356,7 @@ HANDLERS = {
     "RecordLifecycleActionHeartbeat": record_lifecycle_action_heartbeat,
 }
 
-_lock = threading.Lock()
-_tenants = {}
-
-
-def _tenant(name):
-    t = _tenants.get(name)
-    if t is None:
-        t = _tenants[name] = Tenant()
-    return t
+_tenants = harness_common.Tenants(Tenant)
 
 
 def _service_from_scope(authorization):
@@ -395,10 +370,10 @@ class Handler(harness_common.QuietHandler):
         raw_path, _, query = self.path.partition("?")
         name, rest = harness_common.split_tenant(raw_path, ("_fake",))
         body = self.read_body()
-        with _lock:
-            tenant = _tenant(name)
+        with _tenants.lock:
+            tenant = _tenants.get(name)
             if rest.startswith("/_fake/"):
-                return self._control(tenant, rest[len("/_fake/"):], body)
+                return harness_common.handle_control(self, tenant, rest[len("/_fake/"):], body)
             if self.command not in ("GET", "POST"):
                 return self.reply(405, "Method Not Allowed")
             params = dict(urllib.parse.parse_qsl(query, keep_blank_values=True))
@@ -466,31 +441,6 @@ class Handler(harness_common.QuietHandler):
         self.reply(error.status, xml, "text/xml;charset=UTF-8",
                    headers={"x-amzn-RequestId": request_id})
 
-    def _control(self, tenant, rest, body):
-        try:
-            doc = json.loads(body.decode("utf-8")) if body else {}
-        except ValueError as e:
-            return self.reply_json(400, {"error": "bad JSON: %s" % e})
-        if rest == "calls" and self.command == "GET":
-            return self.reply_json(200, tenant.calls)
-        if rest == "state" and self.command == "GET":
-            return self.reply_json(200, tenant.state())
-        if rest == "state" and self.command in ("PUT", "POST"):
-            tenant.merge_state(doc)
-            return self.reply_json(200, tenant.state())
-        if rest == "fail" and self.command == "POST":
-            if not doc.get("action"):
-                return self.reply_json(400, {"error": "fail rule needs an action"})
-            tenant.fail_rules.append({
-                "action": doc["action"], "count": int(doc.get("count", 1)),
-                "status": int(doc.get("status", 500)), "code": doc.get("code", "InternalError"),
-                "message": doc.get("message", "Injected failure")})
-            return self.reply_json(200, {"ok": True})
-        if rest == "reset" and self.command == "POST":
-            tenant.reset()
-            return self.reply_json(200, {"ok": True})
-        return self.reply_json(404, {"error": "unknown control request %s %s" %
-                                     (self.command, rest)})
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Shared plumbing for the test fakes (imds_fake.py, aws_fake.py).
+"""Shared plumbing for the test fakes (imds_fake.py, aws_fake.py, sts_fake.py, sso_fake.py).
 
 Each fake is a threaded http.server on 127.0.0.1 that keeps isolated state per "tenant": the
 path prefix in front of the API path (`/t-42/latest/...`, `/t-42/`), so parallel tests share one
@@ -52,6 +52,91 @@ class QuietHandler(http.server.BaseHTTPRequestHandler):
 
     def reply_json(self, status, value):
         self.reply(status, json.dumps(value, indent=1, sort_keys=True), "application/json")
+
+
+class ApiError(Exception):
+    """An error a fake answers an API call with; `body` is the JSON document of JSON services."""
+
+    def __init__(self, status, code, message, body=None):
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+        self.body = body if body is not None else {"message": message}
+
+
+class FakeTenant:
+    """What every fake keeps per tenant: the calls it was sent, the failures it was told to
+    inject, and its own state. Subclasses define reset_state(), state_doc() and merge_state()."""
+
+    # A fail rule must name its action (aws_fake); otherwise it defaults to every action.
+    fail_rule_needs_action = False
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self):
+        self.calls = []
+        self.fail_rules = []
+        self.reset_state()
+
+    def reset_state(self):
+        raise NotImplementedError
+
+    def state_doc(self):
+        raise NotImplementedError
+
+    def merge_state(self, doc):
+        raise NotImplementedError
+
+    def take_failure(self, action):
+        """The ApiError of the first live fail rule for `action`, counting it down; or None."""
+        for rule in self.fail_rules:
+            if rule["count"] > 0 and rule["action"] in (action, "*"):
+                rule["count"] -= 1
+                return ApiError(rule["status"], rule["code"], rule["message"])
+        return None
+
+
+class Tenants:
+    """Tenants by name, made on first use; `lock` serialises every request of one fake."""
+
+    def __init__(self, factory):
+        self.lock = threading.Lock()
+        self._factory = factory
+        self._tenants = {}
+
+    def get(self, name):
+        if name not in self._tenants:
+            self._tenants[name] = self._factory()
+        return self._tenants[name]
+
+
+def handle_control(handler, tenant, rest, body):
+    """The control API every fake serves under <tenant>/_fake/: GET calls, GET/PUT state,
+    POST fail {"action", "count", "status", "code", "message"}, POST reset."""
+    try:
+        doc = json.loads(body.decode("utf-8")) if body else {}
+    except ValueError as e:
+        return handler.reply_json(400, {"error": "bad JSON: %s" % e})
+    command = handler.command
+    if rest == "calls" and command == "GET":
+        return handler.reply_json(200, tenant.calls)
+    if rest == "state" and command == "GET":
+        return handler.reply_json(200, tenant.state_doc())
+    if rest == "state" and command in ("PUT", "POST"):
+        tenant.merge_state(doc)
+        return handler.reply_json(200, tenant.state_doc())
+    if rest == "fail" and command == "POST":
+        if tenant.fail_rule_needs_action and not doc.get("action"):
+            return handler.reply_json(400, {"error": "fail rule needs an action"})
+        tenant.fail_rules.append({
+            "action": doc.get("action", "*"), "count": int(doc.get("count", 1)),
+            "status": int(doc.get("status", 500)), "code": doc.get("code", "InternalError"),
+            "message": doc.get("message", "Injected failure")})
+        return handler.reply_json(200, {"ok": True})
+    if rest == "reset" and command == "POST":
+        tenant.reset()
+        return handler.reply_json(200, {"ok": True})
+    return handler.reply_json(404, {"error": "unknown control request %s %s" % (command, rest)})
 
 
 def split_tenant(path, markers):

@@ -34,7 +34,6 @@ import hashlib
 import json
 import os
 import sys
-import threading
 import time
 import urllib.parse
 import uuid
@@ -43,28 +42,19 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness_common  # noqa: E402
 
 
-class ApiError(Exception):
-    def __init__(self, status, code, message, body=None):
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
-        self.body = body if body is not None else {"message": message}
+ApiError = harness_common.ApiError
 
 
-class Tenant:
-    def __init__(self):
-        self.reset()
-
-    def reset(self):
-        self.calls = []
-        self.fail_rules = []
+class Tenant(harness_common.FakeTenant):
+    def reset_state(self):
         self.state = {"access_tokens": {}, "refresh_tokens": {}}
 
-    def take_failure(self, action):
-        for rule in self.fail_rules:
-            if rule["count"] > 0 and rule["action"] in (action, "*"):
-                rule["count"] -= 1
-                return ApiError(rule["status"], rule["code"], rule["message"])
-        return None
+    def state_doc(self):
+        return self.state
+
+    def merge_state(self, doc):
+        for key in ("access_tokens", "refresh_tokens"):
+            self.state[key].update(doc.get(key, {}))
 
 
 def get_role_credentials(tenant, query, headers):
@@ -104,14 +94,7 @@ def create_token(tenant, doc):
             "refreshToken": new_refresh}
 
 
-_lock = threading.Lock()
-_tenants = {}
-
-
-def _tenant(name):
-    if name not in _tenants:
-        _tenants[name] = Tenant()
-    return _tenants[name]
+_tenants = harness_common.Tenants(Tenant)
 
 
 class Handler(harness_common.QuietHandler):
@@ -120,10 +103,10 @@ class Handler(harness_common.QuietHandler):
         raw_path, _, query = self.path.partition("?")
         name, rest = harness_common.split_tenant(raw_path, ("_fake", "federation", "token"))
         body = self.read_body()
-        with _lock:
-            tenant = _tenant(name)
+        with _tenants.lock:
+            tenant = _tenants.get(name)
             if rest.startswith("/_fake/"):
-                return self._control(tenant, rest[len("/_fake/"):], body)
+                return harness_common.handle_control(self, tenant, rest[len("/_fake/"):], body)
             request_id = str(uuid.uuid4())
             if self.command == "GET" and rest == "/federation/credentials":
                 params = dict(urllib.parse.parse_qsl(query, keep_blank_values=True))
@@ -160,29 +143,6 @@ class Handler(harness_common.QuietHandler):
 
     do_GET = do_PUT = do_POST = do_DELETE = _dispatch  # noqa: N815
 
-    def _control(self, tenant, rest, body):
-        try:
-            doc = json.loads(body.decode("utf-8")) if body else {}
-        except ValueError as e:
-            return self.reply_json(400, {"error": "bad JSON: %s" % e})
-        if rest == "calls" and self.command == "GET":
-            return self.reply_json(200, tenant.calls)
-        if rest == "state" and self.command == "GET":
-            return self.reply_json(200, tenant.state)
-        if rest == "state" and self.command in ("PUT", "POST"):
-            for key in ("access_tokens", "refresh_tokens"):
-                tenant.state[key].update(doc.get(key, {}))
-            return self.reply_json(200, tenant.state)
-        if rest == "fail" and self.command == "POST":
-            tenant.fail_rules.append({
-                "action": doc.get("action", "*"), "count": int(doc.get("count", 1)),
-                "status": int(doc.get("status", 500)), "code": doc.get("code", "InternalError"),
-                "message": doc.get("message", "Injected failure")})
-            return self.reply_json(200, {"ok": True})
-        if rest == "reset" and self.command == "POST":
-            tenant.reset()
-            return self.reply_json(200, {"ok": True})
-        return self.reply_json(404, {"error": "unknown control request"})
 
 
 def make_server(port=0):

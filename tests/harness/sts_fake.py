@@ -30,11 +30,9 @@ Control (under the tenant prefix):
 
 import datetime
 import hashlib
-import json
 import os
 import re
 import sys
-import threading
 import time
 import urllib.parse
 import uuid
@@ -47,27 +45,18 @@ NS = "https://sts.amazonaws.com/doc/2011-06-15/"
 ACCOUNT = "123456789012"
 
 
-class ApiError(Exception):
-    def __init__(self, status, code, message):
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+ApiError = harness_common.ApiError
 
 
-class Tenant:
-    def __init__(self):
-        self.reset()
-
-    def reset(self):
-        self.calls = []
-        self.fail_rules = []
+class Tenant(harness_common.FakeTenant):
+    def reset_state(self):
         self.state = {"expiration": None, "rejected_tokens": []}
 
-    def take_failure(self, action):
-        for rule in self.fail_rules:
-            if rule["count"] > 0 and rule["action"] in (action, "*"):
-                rule["count"] -= 1
-                return ApiError(rule["status"], rule["code"], rule["message"])
-        return None
+    def state_doc(self):
+        return self.state
+
+    def merge_state(self, doc):
+        self.state.update(doc)
 
 
 def _digits(*parts):
@@ -154,14 +143,7 @@ HANDLERS = {
     "GetCallerIdentity": get_caller_identity,
 }
 
-_lock = threading.Lock()
-_tenants = {}
-
-
-def _tenant(name):
-    if name not in _tenants:
-        _tenants[name] = Tenant()
-    return _tenants[name]
+_tenants = harness_common.Tenants(Tenant)
 
 
 def _caller(authorization):
@@ -175,10 +157,10 @@ class Handler(harness_common.QuietHandler):
         raw_path, _, query = self.path.partition("?")
         name, rest = harness_common.split_tenant(raw_path, ("_fake",))
         body = self.read_body()
-        with _lock:
-            tenant = _tenant(name)
+        with _tenants.lock:
+            tenant = _tenants.get(name)
             if rest.startswith("/_fake/"):
-                return self._control(tenant, rest[len("/_fake/"):], body)
+                return harness_common.handle_control(self, tenant, rest[len("/_fake/"):], body)
             if self.command not in ("GET", "POST"):
                 return self.reply(405, "Method Not Allowed")
             params = dict(urllib.parse.parse_qsl(query, keep_blank_values=True))
@@ -215,28 +197,6 @@ class Handler(harness_common.QuietHandler):
                (action, NS, action, inner, action, request_id, action))
         self.reply(200, xml, "text/xml", headers={"x-amzn-RequestId": request_id})
 
-    def _control(self, tenant, rest, body):
-        try:
-            doc = json.loads(body.decode("utf-8")) if body else {}
-        except ValueError as e:
-            return self.reply_json(400, {"error": "bad JSON: %s" % e})
-        if rest == "calls" and self.command == "GET":
-            return self.reply_json(200, tenant.calls)
-        if rest == "state" and self.command == "GET":
-            return self.reply_json(200, tenant.state)
-        if rest == "state" and self.command in ("PUT", "POST"):
-            tenant.state.update(doc)
-            return self.reply_json(200, tenant.state)
-        if rest == "fail" and self.command == "POST":
-            tenant.fail_rules.append({
-                "action": doc.get("action", "*"), "count": int(doc.get("count", 1)),
-                "status": int(doc.get("status", 500)), "code": doc.get("code", "InternalError"),
-                "message": doc.get("message", "Injected failure")})
-            return self.reply_json(200, {"ok": True})
-        if rest == "reset" and self.command == "POST":
-            tenant.reset()
-            return self.reply_json(200, {"ok": True})
-        return self.reply_json(404, {"error": "unknown control request"})
 
 
 def make_server(port=0):
