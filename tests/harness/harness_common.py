@@ -15,6 +15,7 @@ import signal
 import socketserver
 import sys
 import threading
+import urllib.parse
 
 
 class ThreadingServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
@@ -137,6 +138,31 @@ def handle_control(handler, tenant, rest, body):
         tenant.reset()
         return handler.reply_json(200, {"ok": True})
     return handler.reply_json(404, {"error": "unknown control request %s %s" % (command, rest)})
+
+
+class QueryHandler(QuietHandler):
+    """Base handler of the Query-protocol fakes (EC2, Auto Scaling, STS): the tenant from the
+    path prefix, the control API under <tenant>/_fake/, and the API parameters from the query
+    string and the form body. Subclasses set `tenants` (a Tenants) and define
+    _api(tenant, params); every request runs under the tenants' lock."""
+
+    tenants = None
+
+    def _dispatch(self):
+        raw_path, _, query = self.path.partition("?")
+        name, rest = split_tenant(raw_path, ("_fake",))
+        body = self.read_body()
+        with self.tenants.lock:
+            tenant = self.tenants.get(name)
+            if rest.startswith("/_fake/"):
+                return handle_control(self, tenant, rest[len("/_fake/"):], body)
+            if self.command not in ("GET", "POST"):
+                return self.reply(405, "Method Not Allowed")
+            params = dict(urllib.parse.parse_qsl(query, keep_blank_values=True))
+            params.update(urllib.parse.parse_qsl(body.decode("utf-8"), keep_blank_values=True))
+            return self._api(tenant, params)
+
+    do_GET = do_PUT = do_POST = do_DELETE = _dispatch  # noqa: N815
 
 
 def split_tenant(path, markers):

@@ -34,7 +34,6 @@ import os
 import re
 import sys
 import time
-import urllib.parse
 import uuid
 from xml.sax.saxutils import escape
 
@@ -151,23 +150,8 @@ def _caller(authorization):
     return m.group(1) if m else None
 
 
-class Handler(harness_common.QuietHandler):
-
-    def _dispatch(self):
-        raw_path, _, query = self.path.partition("?")
-        name, rest = harness_common.split_tenant(raw_path, ("_fake",))
-        body = self.read_body()
-        with _tenants.lock:
-            tenant = _tenants.get(name)
-            if rest.startswith("/_fake/"):
-                return harness_common.handle_control(self, tenant, rest[len("/_fake/"):], body)
-            if self.command not in ("GET", "POST"):
-                return self.reply(405, "Method Not Allowed")
-            params = dict(urllib.parse.parse_qsl(query, keep_blank_values=True))
-            params.update(urllib.parse.parse_qsl(body.decode("utf-8"), keep_blank_values=True))
-            return self._api(tenant, params)
-
-    do_GET = do_PUT = do_POST = do_DELETE = _dispatch  # noqa: N815
+class Handler(harness_common.QueryHandler):
+    tenants = _tenants
 
     def _api(self, tenant, params):
         action = params.pop("Action", "")
