@@ -1,5 +1,6 @@
 #include "support/test_env.h"
 
+#include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -10,8 +11,6 @@
 #include <mutex>
 #include <random>
 #include <thread>
-
-#include <gtest/gtest.h>
 
 namespace spotgrid::testing {
 namespace {
@@ -55,8 +54,7 @@ std::string UniqueName(const std::string& prefix) {
   std::uniform_int_distribution<int> dist(0, 0xffff);
   char suffix[16];
   std::snprintf(suffix, sizeof suffix, "%04x", dist(rng));
-  return prefix + "-" + std::to_string(::getpid()) + "-" + std::to_string(counter++) + "-" +
-         suffix;
+  return prefix + "-" + std::to_string(::getpid()) + "-" + std::to_string(counter++) + "-" + suffix;
 }
 
 bool WaitUntil(const std::function<bool()>& condition, std::chrono::milliseconds deadline,
@@ -76,6 +74,11 @@ std::string MakeTempDir(const std::string& prefix) {
     return {};
   }
   return tmpl;
+}
+
+ScopedTempDir::~ScopedTempDir() {
+  std::error_code ec;
+  if (!path_.empty()) std::filesystem::remove_all(path_, ec);
 }
 
 }  // namespace spotgrid::testing

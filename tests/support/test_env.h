@@ -33,4 +33,17 @@ bool WaitUntil(const std::function<bool()>& condition, std::chrono::milliseconds
 // A fresh temporary directory, removed by the caller (or left for post-mortem on failure).
 std::string MakeTempDir(const std::string& prefix);
 
+// A MakeTempDir directory removed with everything in it when the object goes out of scope.
+class ScopedTempDir {
+ public:
+  explicit ScopedTempDir(const std::string& prefix) : path_(MakeTempDir(prefix)) {}
+  ~ScopedTempDir();
+  ScopedTempDir(const ScopedTempDir&) = delete;
+  ScopedTempDir& operator=(const ScopedTempDir&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
 }  // namespace spotgrid::testing

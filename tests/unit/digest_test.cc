@@ -34,7 +34,8 @@ TEST(DigestTest, Base64MatchesRfc4648Vectors) {
 }
 
 TEST(DigestTest, FileDigestsEqualTheDigestsOfTheBytes) {
-  const std::filesystem::path dir = testing::MakeTempDir("digest");
+  const testing::ScopedTempDir scoped("digest");
+  const std::filesystem::path dir = scoped.path();
   std::string data;
   for (int i = 0; i < 200000; ++i) data.push_back(static_cast<char>(i * 7));
   ASSERT_TRUE(WriteFileAtomically(dir / "f", data).ok());

@@ -24,7 +24,8 @@ std::vector<std::string> Names(const fs::path& dir) {
 }
 
 TEST(FileIoTest, ReadFileReturnsEveryByteIncludingNul) {
-  const fs::path dir = testing::MakeTempDir("file_io");
+  const testing::ScopedTempDir scoped("file_io");
+  const fs::path dir = scoped.path();
   const std::string data("a\0b\nc", 5);
   ASSERT_TRUE(WriteFileAtomically(dir / "f", data).ok());
   auto read = ReadFile(dir / "f");
@@ -33,7 +34,8 @@ TEST(FileIoTest, ReadFileReturnsEveryByteIncludingNul) {
 }
 
 TEST(FileIoTest, MissingFileIsNotFoundNamingTheOperationAndPath) {
-  const fs::path dir = testing::MakeTempDir("file_io");
+  const testing::ScopedTempDir scoped("file_io");
+  const fs::path dir = scoped.path();
   auto read = ReadFile(dir / "absent", "read token file");
   ASSERT_FALSE(read.ok());
   EXPECT_TRUE(read.error().IsNotFound());
@@ -42,14 +44,16 @@ TEST(FileIoTest, MissingFileIsNotFoundNamingTheOperationAndPath) {
 }
 
 TEST(FileIoTest, UnreadableFileIsAnIoError) {
-  const fs::path dir = testing::MakeTempDir("file_io");
+  const testing::ScopedTempDir scoped("file_io");
+  const fs::path dir = scoped.path();
   auto read = ReadFile(dir);  // a directory cannot be read as a file
   ASSERT_FALSE(read.ok());
   EXPECT_EQ(read.error().category, ErrorCategory::kIo);
 }
 
 TEST(FileIoTest, AtomicWriteReplacesTheFileAndLeavesNoTemporary) {
-  const fs::path dir = testing::MakeTempDir("file_io");
+  const testing::ScopedTempDir scoped("file_io");
+  const fs::path dir = scoped.path();
   ASSERT_TRUE(WriteFileAtomically(dir / "f", "old").ok());
   ASSERT_TRUE(WriteFileAtomically(dir / "f", "new contents").ok());
   EXPECT_EQ(*ReadFile(dir / "f"), "new contents");
@@ -57,7 +61,8 @@ TEST(FileIoTest, AtomicWriteReplacesTheFileAndLeavesNoTemporary) {
 }
 
 TEST(FileIoTest, AtomicWriteGivesTheRequestedMode) {
-  const fs::path dir = testing::MakeTempDir("file_io");
+  const testing::ScopedTempDir scoped("file_io");
+  const fs::path dir = scoped.path();
   ASSERT_TRUE(
       WriteFileAtomically(dir / "secret", "s", fs::perms::owner_read | fs::perms::owner_write)
           .ok());
@@ -67,7 +72,8 @@ TEST(FileIoTest, AtomicWriteGivesTheRequestedMode) {
 }
 
 TEST(FileIoTest, FailedWriteLeavesTheOldFileAndNoTemporary) {
-  const fs::path dir = testing::MakeTempDir("file_io");
+  const testing::ScopedTempDir scoped("file_io");
+  const fs::path dir = scoped.path();
   fs::create_directory(dir / "target");  // renaming a file over a directory fails
   Status status = WriteFileAtomically(dir / "target", "data");
   ASSERT_FALSE(status.ok());

@@ -2,13 +2,11 @@
 #include "spotgrid/aws/aws_config.h"
 
 #include <algorithm>
-#include <cerrno>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 #include <utility>
 
 #include "core/strings.h"
+#include "spotgrid/core/file_io.h"
 
 namespace spotgrid {
 
@@ -43,17 +41,11 @@ std::string ExpandHome(const std::string& path, const Environment& env) {
 // Reads a whole file; nullopt when it does not exist, an Error when it exists but can't be
 // read.
 Result<std::optional<std::string>> ReadOptionalFile(const std::string& path) {
-  errno = 0;
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    // A missing file is normal (no ~/.aws at all); anything else is worth reporting.
-    if (errno == ENOENT || errno == ENOTDIR) return std::optional<std::string>();
-    return Error::Io("ReadConfig", "cannot read " + path + ": " +
-                                       (errno != 0 ? std::strerror(errno) : "open failed"));
-  }
-  std::ostringstream buffer;
-  buffer << in.rdbuf();
-  return std::optional<std::string>(buffer.str());
+  Result<std::string> text = ReadFile(path, "ReadConfig");
+  if (text.ok()) return std::optional<std::string>(std::move(*text));
+  // A missing file is normal (no ~/.aws at all); anything else is worth reporting.
+  if (text.error().IsNotFound()) return std::optional<std::string>();
+  return text.error();
 }
 
 }  // namespace

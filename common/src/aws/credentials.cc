@@ -7,10 +7,8 @@
 #include <algorithm>
 #include <cctype>
 #include <condition_variable>
-#include <fstream>
 #include <mutex>
 #include <nlohmann/json.hpp>
-#include <sstream>
 #include <utility>
 
 #include "aws/credentials_json.h"
@@ -20,6 +18,7 @@
 #include "spotgrid/aws/credentials/basic_sources.h"
 #include "spotgrid/aws/credentials/profile_sources.h"
 #include "spotgrid/aws/imds_client.h"
+#include "spotgrid/core/file_io.h"
 #include "spotgrid/core/iso8601.h"
 #include "spotgrid/core/log.h"
 
@@ -384,14 +383,9 @@ class ContainerSource {
     std::string origin;
     if (std::string path = env_.GetOr("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", "");
         !path.empty()) {
-      std::ifstream in(path, std::ios::binary);
-      if (!in) {
-        return Error::Io("GetContainerCredentials",
-                         "cannot read AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE " + path);
-      }
-      std::ostringstream buffer;
-      buffer << in.rdbuf();
-      token = Trim(buffer.str());
+      Result<std::string> text = ReadFile(path, "read AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE");
+      if (!text.ok()) return text.error();
+      token = Trim(*text);
       origin = "the file AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE names";
     } else {
       token = Trim(env_.GetOr("AWS_CONTAINER_AUTHORIZATION_TOKEN", ""));

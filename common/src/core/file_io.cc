@@ -14,12 +14,13 @@ namespace {
 
 std::string ErrnoText(int err) { return std::strerror(err); }
 
-// "cannot <verb> <path>: <strerror>", kNotFound for ENOENT.
+// "cannot <verb> <path>: <strerror>", kNotFound when the path names nothing.
 Error IoError(std::string_view operation, std::string_view verb, const std::filesystem::path& path,
               int err) {
   Error error = Error::Io(std::string(operation), "cannot " + std::string(verb) + " " +
                                                       path.string() + ": " + ErrnoText(err));
-  if (err == ENOENT) error.category = ErrorCategory::kNotFound;
+  // ENOTDIR: a parent of the path is a file, so the path names nothing either.
+  if (err == ENOENT || err == ENOTDIR) error.category = ErrorCategory::kNotFound;
   return error;
 }
 

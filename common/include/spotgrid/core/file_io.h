@@ -14,7 +14,8 @@
 
 namespace spotgrid {
 
-// The file's bytes. A missing file is Error{kNotFound}; any other failure is Error{kIo}.
+// The file's bytes. A missing file (or a path through a file) is Error{kNotFound}; any other
+// failure is Error{kIo}.
 // `operation` names what the caller was doing ("read config file"), for the error.
 Result<std::string> ReadFile(const std::filesystem::path& path,
                              std::string_view operation = "read file");
