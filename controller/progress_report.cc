@@ -32,6 +32,7 @@ ProgressReport BuildProgressReport(const ProgressInputs& inputs, Clock::WallTime
   report.done = report.enqueue_done && inputs.counts.queued == 0 && inputs.counts.running == 0;
   report.exact = inputs.exact;
   report.repair = inputs.repair;
+  report.count_check = inputs.count_check;
   report.price_error = inputs.price_error;
 
   // A job younger than the window is measured over its own age, so its first minutes are not
@@ -83,6 +84,12 @@ std::string RenderProgressText(const ProgressReport& report) {
            std::to_string(report.repair->intents_settled + report.repair->intents_reverted) +
            " unfinished counter update(s): " + std::to_string(report.repair->intents_settled) +
            " kept, " + std::to_string(report.repair->intents_reverted) + " undone\n";
+  }
+  if (report.count_check && report.count_check->repaired) {
+    const JobCounts& b = report.count_check->before;
+    out += "repaired counters that had drifted from the units (succeeded " +
+           FormatCount(b.succeeded) + ", failed " + FormatCount(b.failed) + ", cancelled " +
+           FormatCount(b.cancelled) + " before)\n";
   }
 
   TextTable counts({"state", "units", "share"});
@@ -220,6 +227,13 @@ nlohmann::json ProgressReportJson(const ProgressReport& report) {
     j["repair"] = {{"settled", report.repair->intents_settled},
                    {"reverted", report.repair->intents_reverted},
                    {"pending", report.repair->intents_pending}};
+  }
+  if (report.count_check && report.count_check->repaired) {
+    const JobCounts& b = report.count_check->before;
+    j["counters_repaired"] = {{"total", b.total},
+                              {"succeeded", b.succeeded},
+                              {"failed", b.failed},
+                              {"cancelled", b.cancelled}};
   }
   return j;
 }

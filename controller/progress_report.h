@@ -33,7 +33,8 @@ struct ProgressInputs {
   PriceTable prices;
   std::string price_error;             // why Spot prices could not be read ("" if they could)
   std::optional<RepairReport> repair;  // when counters were repaired on the way
-  bool exact = false;                  // counts recounted from the unit items
+  std::optional<CountCheck> count_check;  // when counters were compared with the units
+  bool exact = false;                     // counts recounted from the unit items
 };
 
 struct RunningUnitView {
@@ -66,6 +67,7 @@ struct ProgressReport {
   CostSummary cost;
   std::string price_error;
   std::optional<RepairReport> repair;
+  std::optional<CountCheck> count_check;
   bool exact = false;
 };
 

@@ -88,6 +88,20 @@ Result<ProgressReport> Collect(Controller& controller, Ledger& ledger, JobRecord
   auto running_result = running.get();
   auto failures_result = failures.get();
   if (!counts_result.ok()) return counts_result.error();
+  if (!exact) {
+    // Counters that drifted from the units (a writer that failed for good between its writes)
+    // are noticed here and repaired, so a job whose units all ended always reads as done.
+    auto check = ledger.CheckCounts(id, *counts_result);
+    if (!check.ok()) return check.error();
+    if (check->repaired) {
+      counts_result = ledger.Counts(id);
+      if (!counts_result.ok()) return counts_result.error();
+      auto fresh = ledger.GetJob(id);
+      if (!fresh.ok()) return fresh.error();
+      if (fresh->has_value()) job = std::move(**fresh);
+    }
+    if (check->looked) inputs.count_check = *check;
+  }
   if (!window_result.ok()) return window_result.error();
   if (!running_result.ok()) return running_result.error();
   if (!failures_result.ok()) return failures_result.error();

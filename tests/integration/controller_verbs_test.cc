@@ -310,19 +310,28 @@ TEST_F(ControllerVerbsTest, ProgressPriceOverrideAndUnpricedOnDemandWorkers) {
   EXPECT_NE(bad.err.find("m5.large=cheap"), std::string::npos) << bad.err;
 }
 
-TEST_F(ControllerVerbsTest, ProgressExactRecountsWrongCounters) {
+TEST_F(ControllerVerbsTest, ProgressRepairsCountersThatDriftedWithoutBeingAsked) {
   Enqueue("j1", kGrid, kTemplate);
   Succeed("j1", "u1");
   // A counter gone wrong (as after a bug or a manual edit).
   WriteOptions options;
   options.values = {{":d", ddb::N(std::int64_t{4})}};
-  ASSERT_TRUE(db_->UpdateItem(table_, {{"pk", ddb::S("JOB#j1")}, {"sk", ddb::S("#JOB")}},
-                              "ADD succeeded :d", options)
-                  .ok());
-  Ran wrong = Run({"progress", "--job", "j1", "--json"});
-  ASSERT_EQ(wrong.code, 0) << wrong.err;
-  EXPECT_EQ(ParseJson(wrong.out)["counts"]["succeeded"], 5);
+  auto corrupt = [&] {
+    ASSERT_TRUE(db_->UpdateItem(table_, {{"pk", ddb::S("JOB#j1")}, {"sk", ddb::S("#JOB")}},
+                                "ADD succeeded :d", options)
+                    .ok());
+  };
+  corrupt();
+  Ran repaired = Run({"progress", "--job", "j1", "--json"});
+  ASSERT_EQ(repaired.code, 0) << repaired.err;
+  EXPECT_EQ(ParseJson(repaired.out)["counts"]["succeeded"], 1);
+  EXPECT_EQ(ParseJson(repaired.out)["counts"]["queued"], 5);
+  EXPECT_EQ(ParseJson(repaired.out)["counters_repaired"]["succeeded"], 5);
+  EXPECT_FALSE(ParseJson(repaired.out)["exact"].get<bool>());
+  Ran text = Run({"progress", "--job", "j1"});
+  EXPECT_EQ(text.out.find("repaired counters"), std::string::npos) << "repaired once only";
 
+  corrupt();
   Ran exact = Run({"progress", "--job", "j1", "--json", "--exact"});
   ASSERT_EQ(exact.code, 0) << exact.err;
   EXPECT_EQ(ParseJson(exact.out)["counts"]["succeeded"], 1);
@@ -403,7 +412,10 @@ TEST_F(ControllerVerbsTest, ProgressOnAHundredThousandUnitJobCostsTheSameRequest
   std::printf("progress: %lld DynamoDB requests for 3 units, %lld for 100,000 units\n", tiny,
               big);
   EXPECT_GT(tiny, 0);
-  EXPECT_EQ(big, tiny);
+  // The same requests for any grid size; a job near its end (the tiny one: nothing queued)
+  // adds one Query that compares the counters with the queued units (CheckCounts).
+  EXPECT_LE(big, tiny);
+  EXPECT_LE(tiny, big + 1);
   EXPECT_LE(big, 12);
 }
 

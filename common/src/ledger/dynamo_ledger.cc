@@ -5,10 +5,9 @@
 #include <cstdio>
 #include <map>
 #include <mutex>
-#include <random>
-#include <thread>
 #include <utility>
 
+#include "ledger/counted_transition.h"
 #include "ledger/item_codec.h"
 #include "spotgrid/core/parallel_for.h"
 #include "spotgrid/ledger/ledger.h"
@@ -19,34 +18,16 @@ namespace {
 
 using nlohmann::json;
 namespace codec = ledger_codec;
+namespace internal = ledger_internal;
 
 // Units per BatchWriteItem call: the client splits them into requests of 25 and
 // keeps several in flight; between calls we report progress.
 constexpr std::size_t kUnitsPerProgressStep = 1000;
-
-bool IsCounted(UnitState state) { return IsTerminal(state); }
-
-// The job counter of a counted state.
-const char* CounterOf(UnitState state) {
-  switch (state) {
-    case UnitState::kSucceeded:
-      return "succeeded";
-    case UnitState::kFailed:
-      return "failed";
-    case UnitState::kCancelled:
-      return "cancelled";
-    default:
-      return nullptr;
-  }
-}
-
-std::string NewIntentId() {
-  thread_local std::mt19937_64 rng(std::random_device{}() ^
-                                   std::hash<std::thread::id>{}(std::this_thread::get_id()));
-  char buf[24];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(rng()));
-  return buf;
-}
+// RecountJob's tries when transitions keep changing the job while it reads the units.
+constexpr int kRecountRounds = 5;
+// CheckCounts compares the stored counters with the by_state index while at most this many
+// units are queued (one page of keys), or whenever nothing runs.
+constexpr std::int64_t kQueuedCheckLimit = 1000;
 
 // A job or unit the ledger does not hold.
 Error NotFound(std::string message) {
@@ -72,16 +53,13 @@ std::int64_t EpochSeconds(Clock::WallTime t) {
   return std::chrono::duration_cast<std::chrono::seconds>(t.time_since_epoch()).count();
 }
 
-// The intent a writer has left in a job item for piggybacked removal (step 3).
-struct PendingIntent {
-  std::string unit;
-  std::string id;
-};
-
 class DynamoLedger final : public Ledger {
  public:
   DynamoLedger(std::shared_ptr<DynamoDb> db, DynamoLedgerOptions options, Clock& clock)
-      : db_(std::move(db)), options_(std::move(options)), clock_(clock) {}
+      : db_(db),
+        options_(std::move(options)),
+        clock_(clock),
+        transitions_(std::move(db), options_.table, clock, options_.controller_intent_grace) {}
 
   Status EnsureTable(std::chrono::milliseconds timeout) override {
     TableSpec spec;
@@ -142,10 +120,12 @@ class DynamoLedger final : public Ledger {
     options.names = {{"#t", "total"}};
     options.values = {{":s", ddb::N(sent_through)},
                       {":t", ddb::N(total)},
-                      {":e", ddb::S(done ? "DONE" : "WRITING")}};
+                      {":e", ddb::S(done ? "DONE" : "WRITING")},
+                      {":one", ddb::N(std::int64_t{1})}};
+    // `total` is a counter a recount rewrites: the change bumps `seq` like every other.
     return db_
         ->UpdateItem(options_.table, codec::JobKey(job),
-                     "SET sent_through = :s, #t = :t, enqueue_state = :e", options)
+                     "SET sent_through = :s, #t = :t, enqueue_state = :e ADD seq :one", options)
         .status;
   }
 
@@ -325,7 +305,7 @@ class DynamoLedger final : public Ledger {
         (queued.size() + static_cast<std::size_t>(lanes) - 1) / static_cast<std::size_t>(lanes);
     Status moved = ParallelForStatus(
         static_cast<std::size_t>(lanes), lanes, OnError::kRunAll, [&](std::size_t lane) -> Status {
-          std::optional<PendingIntent> pending;
+          std::optional<internal::PendingIntent> pending;
           Status lane_status;
           std::size_t begin = lane * per_lane;
           std::size_t end = std::min(queued.size(), begin + per_lane);
@@ -339,7 +319,7 @@ class DynamoLedger final : public Ledger {
             request.writer = "controller";
             request.extra_set = "finished_at = :xf";
             request.values = {{":xf", ddb::S(codec::FormatTime(clock_.Now()))}};
-            Status status = Transition(request, pending);
+            Status status = transitions_.Run(request, pending);
             if (status.ok()) {
               ++cancelled;
             } else if (!status.error().IsConditionFailed()) {
@@ -348,7 +328,7 @@ class DynamoLedger final : public Ledger {
             }
           }
           if (pending) {
-            Status removed = RemoveIntent(job, *pending);
+            Status removed = transitions_.RemoveIntent(job, *pending);
             if (lane_status.ok()) lane_status = removed;
           }
           return lane_status;
@@ -382,34 +362,11 @@ class DynamoLedger final : public Ledger {
   }
 
   Status CountedTransition(const CountedTransitionRequest& request) override {
-    std::string slot_key = request.job + "\n" + request.writer;
-    std::optional<PendingIntent> pending;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      auto it = pending_.find(slot_key);
-      if (it != pending_.end()) {
-        pending = std::move(it->second);
-        pending_.erase(it);
-      }
-    }
-    Status status = Transition(request, pending);
-    if (pending) {
-      std::lock_guard<std::mutex> lock(mu_);
-      pending_[slot_key] = std::move(*pending);
-    }
-    return status;
+    return transitions_.Run(request);
   }
 
   Status FlushIntents(const std::string& job, const std::string& writer) override {
-    std::optional<PendingIntent> pending;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      auto it = pending_.find(job + "\n" + writer);
-      if (it == pending_.end()) return Status::Ok();
-      pending = std::move(it->second);
-      pending_.erase(it);
-    }
-    return RemoveIntent(job, *pending);
+    return transitions_.Flush(job, writer);
   }
 
   Result<RepairReport> RepairJob(const std::string& job) override {
@@ -422,16 +379,16 @@ class DynamoLedger final : public Ledger {
     for (auto it = (*inflight)["M"].begin(); it != (*inflight)["M"].end(); ++it) {
       std::string id;
       CountIntent intent = codec::DecodeIntent(it.key(), it.value(), &id);
-      auto outcome = SettleIntent(job, intent, id, /*force=*/false);
+      auto outcome = transitions_.Settle(job, intent, id, /*force=*/false);
       if (!outcome.ok()) return outcome.error();
       switch (*outcome) {
-        case Settled::kKept:
+        case internal::Settled::kKept:
           ++report.intents_settled;
           break;
-        case Settled::kReverted:
+        case internal::Settled::kReverted:
           ++report.intents_reverted;
           break;
-        case Settled::kPending:
+        case internal::Settled::kPending:
           ++report.intents_pending;
           break;
       }
@@ -440,65 +397,70 @@ class DynamoLedger final : public Ledger {
   }
 
   Result<JobCounts> RecountJob(const std::string& job) override {
-    auto item = db_->GetItem(options_.table, codec::JobKey(job), true);
-    if (!item.ok()) return item.error();
-    if (!item->has_value()) {
-      return NotFound("no job " + job);
-    }
-    // Fence every intent first, so no transition behind one can still happen:
-    // then the scan sees each unit's final word and the intents can go.
-    std::vector<std::pair<std::string, std::string>> intents;  // unit, id
-    if (const json* inflight = ddb::Get(**item, "inflight"); inflight && inflight->contains("M")) {
-      for (auto it = (*inflight)["M"].begin(); it != (*inflight)["M"].end(); ++it) {
-        std::string id;
-        codec::DecodeIntent(it.key(), it.value(), &id);
-        auto fenced = Fence(job, it.key(), id);
+    // A transition that starts while the units are read changes `seq`, and the counters are
+    // written only if it did not: a few tries, then the recount is reported as raced.
+    for (int round = 0; round < kRecountRounds; ++round) {
+      auto snapshot = ReadJobForRecount(job);
+      if (!snapshot.ok()) return snapshot.error();
+      // Fence every intent first, so no transition behind one can still happen: then the
+      // Query sees each unit's final word and the intents can go.
+      for (const auto& [unit, id] : snapshot->intents) {
+        auto fenced = transitions_.Fence(job, unit, id);
         if (!fenced.ok()) return fenced.error();
-        intents.emplace_back(it.key(), id);
       }
+      auto tally = TallyUnits(job);
+      if (!tally.ok()) return tally.error();
+      auto written = WriteCounts(job, *snapshot, tally->counts, /*remove_intents=*/true);
+      if (!written.ok()) return written.error();
+      if (*written) return tally->counts;
     }
-    // The job's units share one partition, so a Query reads exactly them (a
-    // table scan filtered on pk would read the whole table, every job).
-    QueryRequest request = UnitsQuery(job);
-    request.projection_expression = "#st";
-    request.names["#st"] = "state";
-    std::int64_t by_state[5] = {0, 0, 0, 0, 0};
-    std::int64_t total = 0;
-    Status status = db_->Query(request, [&](Page& page) {
-      for (const json& unit : page.items) {
-        auto state = ParseUnitState(ddb::GetS(unit, "state").value_or(""));
-        if (state) ++by_state[static_cast<int>(*state)];
-        ++total;
-      }
-      return true;
-    });
-    if (!status.ok()) return status.error();
-    JobCounts counts;
-    counts.total = total;
-    counts.queued = by_state[static_cast<int>(UnitState::kQueued)];
-    counts.running = by_state[static_cast<int>(UnitState::kRunning)];
-    counts.succeeded = by_state[static_cast<int>(UnitState::kSucceeded)];
-    counts.failed = by_state[static_cast<int>(UnitState::kFailed)];
-    counts.cancelled = by_state[static_cast<int>(UnitState::kCancelled)];
+    return Error(ConditionFailed("UpdateItem", "job " + job +
+                                                   " kept changing while it was recounted; "
+                                                   "try again"));
+  }
 
-    WriteOptions options;
-    options.condition_expression = "attribute_exists(pk)";
-    options.names = {{"#t", "total"}};
-    options.values = {{":t", ddb::N(counts.total)},
-                      {":s", ddb::N(counts.succeeded)},
-                      {":f", ddb::N(counts.failed)},
-                      {":c", ddb::N(counts.cancelled)}};
-    std::string expression = "SET #t = :t, succeeded = :s, failed = :f, cancelled = :c";
-    std::string remove;
-    for (std::size_t i = 0; i < intents.size(); ++i) {
-      std::string u = "#i" + std::to_string(i);
-      options.names[u] = intents[i].first;
-      remove += (remove.empty() ? " REMOVE " : ", ") + std::string("inflight.") + u;
+  Result<CountCheck> CheckCounts(const std::string& job, const JobCounts& seen) override {
+    CountCheck check;
+    const bool impossible = seen.succeeded < 0 || seen.failed < 0 || seen.cancelled < 0 ||
+                            seen.succeeded + seen.failed + seen.cancelled + seen.running >
+                                seen.total;
+    // A drift shows when the job nears its end: few units queued (or none, so a job never
+    // reads as done while a unit is still queued), or nothing running while units are queued.
+    const bool worth_a_look = seen.queued <= kQueuedCheckLimit || seen.running == 0;
+    if (!impossible && !worth_a_look) return check;
+    if (!impossible) {
+      // The by_state index is eventually consistent: a match is good enough, a mismatch is
+      // only a reason to read the units themselves.
+      auto queued = CountPartition(codec::StatePk(job, UnitState::kQueued), std::nullopt);
+      if (!queued.ok()) return queued.error();
+      check.looked = true;
+      if (*queued == seen.queued) return check;
     }
-    WriteResult result =
-        db_->UpdateItem(options_.table, codec::JobKey(job), expression + remove, options);
-    if (!result.ok()) return result.error();
-    return counts;
+    check.looked = true;
+    auto snapshot = ReadJobForRecount(job);
+    if (!snapshot.ok()) return snapshot.error();
+    auto tally = TallyUnits(job);
+    if (!tally.ok()) return tally.error();
+    for (const auto& [unit, id] : snapshot->intents) {
+      auto carried = tally->last_intent.find(unit);
+      if (carried == tally->last_intent.end() || carried->second != id) {
+        check.transition_in_flight = true;  // its count is in, its unit not yet: not drift
+        return check;
+      }
+    }
+    const JobCounts& counted = tally->counts;
+    if (counted.total == snapshot->stored.total &&
+        counted.succeeded == snapshot->stored.succeeded &&
+        counted.failed == snapshot->stored.failed &&
+        counted.cancelled == snapshot->stored.cancelled) {
+      return check;
+    }
+    auto written = WriteCounts(job, *snapshot, counted, /*remove_intents=*/false);
+    if (!written.ok()) return written.error();
+    check.repaired = *written;
+    check.before = snapshot->stored;
+    check.after = counted;
+    return check;
   }
 
   Status PutWorker(const WorkerRecord& worker) override {
@@ -546,7 +508,11 @@ class DynamoLedger final : public Ledger {
           take_over = true;
         }
       }
-      WriteResult result = ClaimWrite(request, expected_attempt, take_over ? &*seen : nullptr);
+      // Random per claim write: the unit keeps it as `last_claim`, so a retry that meets it
+      // knows the claim was its own.
+      const std::string claim_id = internal::NewRandomId();
+      WriteResult result =
+          ClaimWrite(request, expected_attempt, take_over ? &*seen : nullptr, claim_id);
       if (result.ok()) {
         return ClaimResult{ClaimOutcome::kClaimed, DecodeSeen(request.job, result.attributes),
                            take_over};
@@ -561,6 +527,10 @@ class DynamoLedger final : public Ledger {
       }
       if (!seen || !ddb::GetS(*seen, "state")) {
         return ClaimResult{ClaimOutcome::kMissing, UnitRecord{}, false};
+      }
+      // A retry after the claim's reply was lost meets the claim itself: it is ours.
+      if (ddb::GetS(*seen, "last_claim") == claim_id) {
+        return ClaimResult{ClaimOutcome::kClaimed, DecodeSeen(request.job, *seen), take_over};
       }
     }
     return ClaimResult{ClaimOutcome::kHeldElsewhere, DecodeSeen(request.job, *seen), false};
@@ -632,14 +602,105 @@ class DynamoLedger final : public Ledger {
   }
 
  private:
-  enum class Settled { kKept, kReverted, kPending };
+  // The job item as a recount needs it: stored counters, `seq`, and the intents (unit, id).
+  struct RecountSnapshot {
+    JobCounts stored;
+    std::optional<std::int64_t> seq;
+    std::vector<std::pair<std::string, std::string>> intents;
+  };
+  Result<RecountSnapshot> ReadJobForRecount(const std::string& job) {
+    auto item = db_->GetItem(options_.table, codec::JobKey(job), true);
+    if (!item.ok()) return item.error();
+    if (!item->has_value()) return NotFound("no job " + job);
+    RecountSnapshot snapshot;
+    const JobRecord record = codec::DecodeJob(**item);
+    snapshot.stored.total = record.spec.total;
+    snapshot.stored.succeeded = record.succeeded;
+    snapshot.stored.failed = record.failed;
+    snapshot.stored.cancelled = record.cancelled;
+    snapshot.seq = ddb::GetInt(**item, "seq");
+    if (const json* inflight = ddb::Get(**item, "inflight"); inflight && inflight->contains("M")) {
+      for (auto it = (*inflight)["M"].begin(); it != (*inflight)["M"].end(); ++it) {
+        std::string id;
+        codec::DecodeIntent(it.key(), it.value(), &id);
+        snapshot.intents.emplace_back(it.key(), id);
+      }
+    }
+    return snapshot;
+  }
+
+  // Every unit's state, read with a consistent Query of the job's partition (a table scan
+  // filtered on pk would read every job), and the transition id each unit carries.
+  struct Tally {
+    JobCounts counts;
+    std::map<std::string, std::string> last_intent;  // unit -> id, for units carrying one
+  };
+  Result<Tally> TallyUnits(const std::string& job) {
+    QueryRequest request = UnitsQuery(job);
+    request.projection_expression = "#st, #u, last_intent";
+    request.names["#st"] = "state";
+    request.names["#u"] = "unit";
+    std::int64_t by_state[5] = {0, 0, 0, 0, 0};
+    Tally tally;
+    Status status = db_->Query(request, [&](Page& page) {
+      for (const json& unit : page.items) {
+        auto state = ParseUnitState(ddb::GetS(unit, "state").value_or(""));
+        if (state) ++by_state[static_cast<int>(*state)];
+        ++tally.counts.total;
+        if (auto id = ddb::GetS(unit, "last_intent")) {
+          tally.last_intent[ddb::GetS(unit, "unit").value_or("")] = *id;
+        }
+      }
+      return true;
+    });
+    if (!status.ok()) return status.error();
+    tally.counts.queued = by_state[static_cast<int>(UnitState::kQueued)];
+    tally.counts.running = by_state[static_cast<int>(UnitState::kRunning)];
+    tally.counts.succeeded = by_state[static_cast<int>(UnitState::kSucceeded)];
+    tally.counts.failed = by_state[static_cast<int>(UnitState::kFailed)];
+    tally.counts.cancelled = by_state[static_cast<int>(UnitState::kCancelled)];
+    return tally;
+  }
+
+  // Writes recounted counters if no counter changed since `snapshot` was read (its `seq`).
+  // false: one did; the counts are stale, nothing was written.
+  Result<bool> WriteCounts(const std::string& job, const RecountSnapshot& snapshot,
+                           const JobCounts& counts, bool remove_intents) {
+    WriteOptions options;
+    options.names = {{"#t", "total"}};
+    options.values = {{":t", ddb::N(counts.total)},
+                      {":s", ddb::N(counts.succeeded)},
+                      {":f", ddb::N(counts.failed)},
+                      {":c", ddb::N(counts.cancelled)},
+                      {":one", ddb::N(std::int64_t{1})}};
+    if (snapshot.seq) {
+      options.condition_expression = "seq = :seq";
+      options.values[":seq"] = ddb::N(*snapshot.seq);
+    } else {
+      options.condition_expression = "attribute_exists(pk) AND attribute_not_exists(seq)";
+    }
+    std::string expression = "SET #t = :t, succeeded = :s, failed = :f, cancelled = :c";
+    std::string remove;
+    if (remove_intents) {
+      for (std::size_t i = 0; i < snapshot.intents.size(); ++i) {
+        std::string u = "#i" + std::to_string(i);
+        options.names[u] = snapshot.intents[i].first;
+        remove += (remove.empty() ? " REMOVE " : ", ") + std::string("inflight.") + u;
+      }
+    }
+    WriteResult result = db_->UpdateItem(options_.table, codec::JobKey(job),
+                                         expression + " ADD seq :one" + remove, options);
+    if (result.ok()) return true;
+    if (result.error().IsConditionFailed()) return false;
+    return result.error();
+  }
 
   // The unit as a claim found or left it, rows in the job's column order.
   UnitRecord DecodeSeen(const std::string& job, const json& item) {
     return codec::DecodeUnit(item, Columns(job));
   }
 
-  // The rule SettleIntent applies too: a lease is live through its last second.
+  // The rule CountedTransitions::Settle applies too: a lease is live through its last second.
   static bool LeaseLive(const json& unit, Clock::WallTime now) {
     auto lease = ddb::GetInt(unit, "lease_until");
     return lease && *lease >= EpochSeconds(now);
@@ -648,7 +709,7 @@ class DynamoLedger final : public Ledger {
   // The claim's one conditional write: from QUEUED with `expected_attempt`, or, when `running`
   // (the unit as last read) is given, a takeover of that RUNNING attempt whose lease expired.
   WriteResult ClaimWrite(const ClaimRequest& request, std::int64_t expected_attempt,
-                         const json* running) {
+                         const json* running, const std::string& claim_id) {
     const Clock::WallTime now = clock_.Now();
     const std::string now_text = codec::FormatTime(now);
     const std::int64_t attempt = expected_attempt + 1;
@@ -664,10 +725,12 @@ class DynamoLedger final : public Ledger {
                       {":lease", ddb::N(EpochSeconds(now + request.lease))},
                       {":now", ddb::S(now_text)},
                       {":gpk", ddb::S(codec::StatePk(request.job, UnitState::kRunning))},
-                      {":gsk", ddb::S(codec::StateSk(now, request.unit))}};
+                      {":gsk", ddb::S(codec::StateSk(now, request.unit))},
+                      {":cid", ddb::S(claim_id)}};
     std::string expression =
         "SET #st = :run, state_since = :now, gsi1pk = :gpk, gsi1sk = :gsk, #at = :n, "
-        "#ow = :own, lease_until = :lease, heartbeat_at = :now, started_at = :now";
+        "#ow = :own, lease_until = :lease, heartbeat_at = :now, started_at = :now, "
+        "last_claim = :cid";
     // What described the previous attempt's end goes; attempts[] keeps it.
     std::string remove = " REMOVE finished_at, exit_code, #err";
     if (running == nullptr) {
@@ -803,256 +866,11 @@ class DynamoLedger final : public Ledger {
     return columns;
   }
 
-  // Step 3 on its own: removes a writer's settled intent if it is still that
-  // intent.
-  Status RemoveIntent(const std::string& job, const PendingIntent& pending) {
-    WriteOptions options;
-    options.condition_expression = "inflight.#u.#id = :id";
-    options.names = {{"#u", pending.unit}, {"#id", "id"}};
-    options.values = {{":id", ddb::S(pending.id)}};
-    WriteResult result =
-        db_->UpdateItem(options_.table, codec::JobKey(job), "REMOVE inflight.#u", options);
-    if (!result.ok() && !result.error().IsConditionFailed()) return result.status;
-    return Status::Ok();
-  }
-
-  // The unit update of a transition (step 2), or the whole transition when
-  // uncounted.
-  WriteResult UnitWrite(const CountedTransitionRequest& request, const std::string& intent_id) {
-    Clock::WallTime now = clock_.Now();
-    WriteOptions options;
-    options.names = request.names;
-    options.values = request.values;
-    options.names["#st"] = "state";
-    options.names["#at"] = "attempt";
-    options.values[":from"] = ddb::S(ToString(request.from));
-    options.values[":to"] = ddb::S(ToString(request.to));
-    options.values[":att"] = ddb::N(request.attempt);
-    options.values[":now"] = ddb::S(codec::FormatTime(now));
-    options.values[":gpk"] = ddb::S(codec::StatePk(request.job, request.to));
-    options.values[":gsk"] = ddb::S(codec::StateSk(now, request.unit));
-    options.condition_expression = "#st = :from AND #at = :att";
-    if (request.owner) {
-      options.names["#ow"] = "owner";
-      options.values[":own"] = ddb::S(*request.owner);
-      options.condition_expression += " AND #ow = :own";
-    }
-    std::string expression = "SET #st = :to, state_since = :now, gsi1pk = :gpk, gsi1sk = :gsk";
-    if (!intent_id.empty()) {
-      // The unit carries the id of the transition that moved it, and refuses
-      // one that repair has revoked: together they make "did step 2 happen?"
-      // decidable.
-      options.values[":iid"] = ddb::S(intent_id);
-      expression += ", last_intent = :iid";
-      options.condition_expression +=
-          " AND (attribute_not_exists(revoked_intent) OR revoked_intent <> "
-          ":iid)";
-    }
-    if (!request.extra_set.empty()) expression += ", " + request.extra_set;
-    for (std::size_t i = 0; i < request.extra_remove.size(); ++i) {
-      std::string name = "#rm" + std::to_string(i);
-      options.names[name] = request.extra_remove[i];
-      expression += (i == 0 ? " REMOVE " : ", ") + name;
-    }
-    options.return_current_on_condition_failure = true;
-    return db_->UpdateItem(options_.table, codec::UnitKey(request.job, request.unit), expression,
-                           options);
-  }
-
-  // The protocol of docs/ledger.md for one transition. `pending` is the
-  // writer's intent left for piggybacked removal: consumed here, and replaced
-  // by this transition's.
-  Status Transition(const CountedTransitionRequest& request,
-                    std::optional<PendingIntent>& pending) {
-    const char* minus = IsCounted(request.from) ? CounterOf(request.from) : nullptr;
-    const char* plus = IsCounted(request.to) ? CounterOf(request.to) : nullptr;
-    if (minus == nullptr && plus == nullptr) {
-      WriteResult result = UnitWrite(request, "");
-      return result.status;
-    }
-    if (pending && pending->unit == request.unit) {
-      // The same path cannot be removed and set in one expression.
-      Status status = RemoveIntent(request.job, *pending);
-      if (!status.ok()) return status;
-      pending.reset();
-    }
-
-    // Step 1: the intent and the count.
-    std::string id = NewIntentId();
-    CountIntent intent;
-    intent.unit = request.unit;
-    intent.from = request.from;
-    intent.to = request.to;
-    intent.attempt = request.attempt;
-    intent.writer = request.writer;
-    intent.at = clock_.Now();
-    Status step1;
-    for (int round = 0; round < 3; ++round) {
-      step1 = AddIntent(request.job, intent, id, minus, plus, pending);
-      if (step1.ok() || !step1.error().IsConditionFailed()) break;
-      // Someone else's intent for this unit (or our piggybacked one changed):
-      // settle it and try again.
-      auto job_item = db_->GetItem(options_.table, codec::JobKey(request.job), true);
-      if (!job_item.ok()) return job_item.error();
-      if (!job_item->has_value()) {
-        return ConditionFailed("UpdateItem", "no job " + request.job);
-      }
-      pending.reset();  // whatever it was, it is no longer ours to piggyback
-      const json* inflight = ddb::Get(**job_item, "inflight");
-      if (inflight != nullptr && inflight->contains("M") &&
-          (*inflight)["M"].contains(request.unit)) {
-        std::string other_id;
-        CountIntent other =
-            codec::DecodeIntent(request.unit, (*inflight)["M"][request.unit], &other_id);
-        auto settled = SettleIntent(request.job, other, other_id, false);
-        if (!settled.ok()) return settled.error();
-        if (*settled == Settled::kPending) {
-          return ConditionFailed(
-              "UpdateItem",
-              "unit " + request.unit + " has a transition in flight by " + other.writer);
-        }
-      }
-    }
-    if (!step1.ok()) return step1;
-    pending.reset();
-    if (request.crash_after_writes == 1) return Status::Ok();
-
-    // Step 2: the unit.
-    WriteResult unit_result = UnitWrite(request, id);
-    if (!unit_result.ok()) {
-      bool made_anyway = unit_result.error().IsConditionFailed() && unit_result.current_item &&
-                         ddb::GetS(*unit_result.current_item, "last_intent") == id;
-      if (!made_anyway) {
-        // Undo step 1, unless repair has already settled the intent.
-        Status undo = UndoIntent(request.job, request.unit, id, minus, plus);
-        if (!undo.ok()) return undo;
-        return unit_result.status;
-      }
-    }
-    if (request.crash_after_writes == 2) return Status::Ok();
-    // Step 3 rides on this writer's next step 1.
-    pending = PendingIntent{request.unit, id};
-    return Status::Ok();
-  }
-
-  Status AddIntent(const std::string& job, const CountIntent& intent, const std::string& id,
-                   const char* minus, const char* plus,
-                   const std::optional<PendingIntent>& pending) {
-    WriteOptions options;
-    options.names = {{"#u", intent.unit}};
-    options.values = {{":intent", codec::EncodeIntent(intent, id)}};
-    options.condition_expression = "attribute_exists(pk) AND attribute_not_exists(inflight.#u)";
-    std::string expression = "SET inflight.#u = :intent";
-    std::string add;
-    if (minus != nullptr) {
-      options.names["#cm"] = minus;
-      options.values[":m"] = ddb::N(std::int64_t{-1});
-      add += "#cm :m";
-    }
-    if (plus != nullptr) {
-      options.names["#cp"] = plus;
-      options.values[":p"] = ddb::N(std::int64_t{1});
-      add += std::string(add.empty() ? "" : ", ") + "#cp :p";
-    }
-    expression += " ADD " + add;
-    if (pending) {
-      options.names["#pu"] = pending->unit;
-      options.names["#id"] = "id";
-      options.values[":pid"] = ddb::S(pending->id);
-      expression += " REMOVE inflight.#pu";
-      options.condition_expression +=
-          " AND (attribute_not_exists(inflight.#pu) OR inflight.#pu.#id = "
-          ":pid)";
-    }
-    return db_->UpdateItem(options_.table, codec::JobKey(job), expression, options).status;
-  }
-
-  // Reverts step 1 of intent `id` (count and intent) if the intent is still
-  // there.
-  Status UndoIntent(const std::string& job, const std::string& unit, const std::string& id,
-                    const char* minus, const char* plus) {
-    WriteOptions options;
-    options.names = {{"#u", unit}, {"#id", "id"}};
-    options.values = {{":id", ddb::S(id)}};
-    options.condition_expression = "inflight.#u.#id = :id";
-    std::string add;
-    if (minus != nullptr) {
-      options.names["#cm"] = minus;
-      options.values[":m"] = ddb::N(std::int64_t{1});
-      add += "#cm :m";
-    }
-    if (plus != nullptr) {
-      options.names["#cp"] = plus;
-      options.values[":p"] = ddb::N(std::int64_t{-1});
-      add += std::string(add.empty() ? "" : ", ") + "#cp :p";
-    }
-    WriteResult result = db_->UpdateItem(options_.table, codec::JobKey(job),
-                                         "ADD " + add + " REMOVE inflight.#u", options);
-    if (!result.ok() && !result.error().IsConditionFailed()) return result.status;
-    return Status::Ok();
-  }
-
-  // Makes sure step 2 of intent `id` can no longer happen. true: it had
-  // happened (the unit carries the id); false: it never will.
-  Result<bool> Fence(const std::string& job, const std::string& unit, const std::string& id) {
-    WriteOptions options;
-    options.condition_expression =
-        "attribute_exists(pk) AND (attribute_not_exists(last_intent) OR "
-        "last_intent <> :id)";
-    options.values = {{":id", ddb::S(id)}};
-    options.return_current_on_condition_failure = true;
-    WriteResult result = db_->UpdateItem(options_.table, codec::UnitKey(job, unit),
-                                         "SET revoked_intent = :id", options);
-    if (result.ok()) return false;
-    if (!result.error().IsConditionFailed()) return result.error();
-    if (result.current_item && ddb::GetS(*result.current_item, "last_intent") == id) return true;
-    return false;  // no such unit: nothing can happen to it
-  }
-
-  // RepairJob's rule for one intent (docs/ledger.md).
-  Result<Settled> SettleIntent(const std::string& job, const CountIntent& intent,
-                               const std::string& id, bool force) {
-    auto unit_item = db_->GetItem(options_.table, codec::UnitKey(job, intent.unit), true);
-    if (!unit_item.ok()) return unit_item.error();
-    bool happened = unit_item->has_value() && ddb::GetS(**unit_item, "last_intent") == id;
-    if (!happened && !force && unit_item->has_value()) {
-      const json& unit = **unit_item;
-      bool could_still_happen = ddb::GetS(unit, "state") == std::string(ToString(intent.from)) &&
-                                ddb::GetInt(unit, "attempt").value_or(-1) == intent.attempt;
-      if (could_still_happen) {
-        Clock::WallTime now = clock_.Now();
-        bool writer_gone;
-        if (intent.writer == "controller") {
-          writer_gone = now - intent.at > options_.controller_intent_grace;
-        } else {
-          auto lease = ddb::GetInt(unit, "lease_until");
-          writer_gone = !lease || *lease < EpochSeconds(now);
-        }
-        if (!writer_gone) return Settled::kPending;
-      }
-    }
-    if (!happened) {
-      auto fenced = Fence(job, intent.unit, id);
-      if (!fenced.ok()) return fenced.error();
-      happened = *fenced;
-    }
-    const char* minus = IsCounted(intent.from) ? CounterOf(intent.from) : nullptr;
-    const char* plus = IsCounted(intent.to) ? CounterOf(intent.to) : nullptr;
-    if (happened) {
-      Status status = RemoveIntent(job, PendingIntent{intent.unit, id});
-      if (!status.ok()) return status.error();
-      return Settled::kKept;
-    }
-    Status status = UndoIntent(job, intent.unit, id, minus, plus);
-    if (!status.ok()) return status.error();
-    return Settled::kReverted;
-  }
-
   std::shared_ptr<DynamoDb> db_;
   DynamoLedgerOptions options_;
   Clock& clock_;
+  internal::CountedTransitions transitions_;
   std::mutex mu_;
-  std::map<std::string, PendingIntent> pending_;             // "<job>\n<writer>"; guarded by mu_
   std::map<std::string, std::vector<std::string>> columns_;  // job -> columns; guarded by mu_
 };
 

@@ -34,6 +34,14 @@ struct RepairReport {
   int intents_pending = 0;   // intents whose writer may still be alive: left alone
 };
 
+// What CheckCounts found (docs/ledger.md, "Counters that drifted").
+struct CountCheck {
+  bool looked = false;                // it compared the counters with the units
+  bool transition_in_flight = false;  // a transition's count is in, its unit not yet: no verdict
+  bool repaired = false;              // the counters had drifted and were rewritten
+  JobCounts before, after;            // stored and recounted, when repaired
+};
+
 // One counted transition (docs/ledger.md "Counting exactly once"): a unit moves from `from`
 // (with `attempt`, and `owner` when given) to `to`, and the job counters of the states it
 // leaves and enters change exactly once, even if the writer dies between the writes.
@@ -117,8 +125,14 @@ class Ledger : public UnitLeases {
   // --- repair --------------------------------------------------------------------------
   // Settles counting intents left by writers that died between the two writes.
   virtual Result<RepairReport> RepairJob(const std::string& job) = 0;
-  // Recounts every state from the unit items (parallel scan) and rewrites the counters.
+  // Recounts every state from the unit items and rewrites the counters, fencing every
+  // intent first (a transition still in flight is refused): `progress --exact`.
   virtual Result<JobCounts> RecountJob(const std::string& job) = 0;
+  // The repair `progress` makes without being asked. When `seen` (from Counts) cannot be
+  // right or may hide a drift (few units queued, or none running while some are queued), it
+  // compares them with the units; counters that drifted are rewritten, but only if no
+  // transition is in flight or starts meanwhile, so no live writer is disturbed.
+  virtual Result<CountCheck> CheckCounts(const std::string& job, const JobCounts& seen) = 0;
 
   // --- workers -------------------------------------------------------------------------
   virtual Result<std::vector<WorkerRecord>> ListWorkers() = 0;
