@@ -2,6 +2,7 @@
 // URL and header construction, signing on every attempt, retries with backoff under the quota,
 // clock-skew correction, and that secrets never reach errors or logs.
 #include "spotgrid/aws/aws_client.h"
+#include "spotgrid/core/deadline.h"
 
 #include <gtest/gtest.h>
 #include <spdlog/sinks/ostream_sink.h>
@@ -233,6 +234,57 @@ TEST_F(AwsClientTest, ShutdownCutsARetryBackoffShortWithACancelledError) {
   EXPECT_EQ(result.error().service, "SQS");
   EXPECT_EQ(transport_->request_count(), 1u);  // no second attempt after the stop
   EXPECT_TRUE(clock_.sleeps().empty());
+}
+
+TEST_F(AwsClientTest, DeadlineBoundsEachExchangeAndEndsTheRetriesBeforeIt) {
+  Init();
+  transport_->PushResponse(503, "", {{"x-amzn-requestid", "r1"}});
+  transport_->PushResponse(200, "{}");
+  AwsRequest request = JsonRequest();
+  request.timeout = std::chrono::seconds(30);
+  {
+    // 400 ms left: the exchange may take no longer, and a 500 ms backoff would pass the
+    // deadline, so the 503 is the answer.
+    ScopedDeadline deadline(clock_.Monotonic() + milliseconds(400));
+    Result<HttpResponse> result = client_->Send(request);
+    ASSERT_FALSE(result.ok());
+    EXPECT_EQ(result.error().http_status, 503);
+  }
+  ASSERT_EQ(transport_->request_count(), 1u);
+  EXPECT_EQ(transport_->requests()[0].timeout, milliseconds(400));
+  EXPECT_LE(transport_->requests()[0].connect_timeout, milliseconds(400));
+  EXPECT_TRUE(clock_.sleeps().empty());
+  // Outside the scope the call has its own timeout again.
+  ASSERT_TRUE(client_->Send(request).ok());
+  EXPECT_EQ(transport_->requests()[1].timeout, std::chrono::seconds(30));
+}
+
+TEST_F(AwsClientTest, CallPastItsDeadlineIsNotSentAndReportsNoVerdict) {
+  Init();
+  ScopedDeadline deadline(clock_.Monotonic() - milliseconds(1));
+  Result<HttpResponse> result = client_->Send(JsonRequest());
+  ASSERT_FALSE(result.ok());
+  EXPECT_EQ(result.error().code, "DeadlineExceeded");
+  EXPECT_EQ(result.error().category, ErrorCategory::kTransient);
+  EXPECT_EQ(result.error().service, "SQS");
+  EXPECT_EQ(result.error().operation, "GetQueueUrl");
+  EXPECT_EQ(transport_->request_count(), 0u);
+}
+
+TEST_F(AwsClientTest, InnerDeadlineScopesOnlyNarrow) {
+  const Clock::MonoTime now = clock_.Monotonic();
+  EXPECT_FALSE(ScopedDeadline::Current().has_value());
+  {
+    ScopedDeadline outer(now + std::chrono::seconds(10));
+    {
+      ScopedDeadline later(now + std::chrono::seconds(60));
+      EXPECT_EQ(*ScopedDeadline::Current(), now + std::chrono::seconds(10));
+      ScopedDeadline earlier(now + std::chrono::seconds(2));
+      EXPECT_EQ(*ScopedDeadline::Current(), now + std::chrono::seconds(2));
+    }
+    EXPECT_EQ(*ScopedDeadline::Current(), now + std::chrono::seconds(10));
+  }
+  EXPECT_FALSE(ScopedDeadline::Current().has_value());
 }
 
 TEST_F(AwsClientTest, ThrottlingRetriedUpToMaxAttemptsWithinJitterBounds) {

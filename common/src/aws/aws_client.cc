@@ -1,5 +1,6 @@
 #include "spotgrid/aws/aws_client.h"
 
+#include <algorithm>
 #include <cctype>
 #include <cstdio>
 #include <cstring>
@@ -11,6 +12,7 @@
 #include "spotgrid/aws/sigv4.h"
 #include "spotgrid/aws/uri.h"
 #include "spotgrid/aws/xml.h"
+#include "spotgrid/core/deadline.h"
 #include "spotgrid/core/log.h"
 
 namespace spotgrid {
@@ -290,6 +292,9 @@ Result<HttpResponse> AwsClient::Send(const AwsRequest& request) {
   const int max_attempts = retry.options().max_attempts;
   int last_retry_cost = 0;
   bool skew_retry_done = false;
+  // The scope's deadline bounds every exchange, retry and backoff of this call.
+  const std::optional<Clock::MonoTime> deadline = ScopedDeadline::Current();
+  Clock& clock = context_->clock();
   for (int attempt = 1;; ++attempt) {
     HttpRequest http;
     http.method = request.method;
@@ -298,6 +303,15 @@ Result<HttpResponse> AwsClient::Send(const AwsRequest& request) {
     http.body_file = request.body_file;
     http.response_file = request.response_file;
     http.timeout = request.timeout;
+    if (deadline) {
+      const auto left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(*deadline - clock.Monotonic());
+      if (left <= std::chrono::milliseconds(0)) {
+        return fail(DeadlineExceeded(std::string(service_name), request.operation));
+      }
+      if (http.timeout.count() == 0 || http.timeout > left) http.timeout = left;
+      http.connect_timeout = std::min(http.connect_timeout, left);
+    }
     http.stop = request.stop;
     http.headers.emplace_back("host", url.Authority());
     for (const auto& header : request.headers) {
@@ -388,9 +402,14 @@ Result<HttpResponse> AwsClient::Send(const AwsRequest& request) {
     Logger().debug("{} {} attempt {} failed with {} (HTTP {}, request id {}); retrying in {} ms",
                    service_name, request.operation, attempt, error.code, error.http_status,
                    error.request_id, delay.count());
+    if (deadline && clock.Monotonic() + delay >= *deadline) {
+      Logger().debug("{} {}: no time left for another attempt before the deadline", service_name,
+                     request.operation);
+      return error;
+    }
     // Even a zero delay (full jitter can draw 0) goes through SleepFor, so a stop requested
     // meanwhile ends the retries the same way every time.
-    if (!context_->clock().SleepFor(delay, request.stop)) {
+    if (!clock.SleepFor(delay, request.stop)) {
       return fail(Error::Cancelled(request.operation));
     }
   }
