@@ -1,16 +1,14 @@
+// Agent: the main loop (receive, claim, dispatch to the slot pool), idle shutdown, the
+// worker item and watchdog ticker, and the drain triggers. The process wiring is in
+// run_agent.cc, the slots in slot_pool.cc, a unit's life in unit_runner.cc.
 #include "agent/agent.h"
 
-#include <fcntl.h>
 #include <pwd.h>
-#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
-#include <cerrno>
 #include <charconv>
-#include <condition_variable>
-#include <cstdio>
 #include <map>
 #include <mutex>
 #include <set>
@@ -21,13 +19,13 @@
 #include <vector>
 
 #include "agent/interruption_watch.h"
+#include "agent/missing_permission.h"
 #include "agent/scale_in_protection.h"
+#include "agent/slot_pool.h"
 #include "agent/unit_runner.h"
-#include "spotgrid/aws/aws_client.h"
 #include "spotgrid/core/environment.h"
 #include "spotgrid/core/log.h"
 #include "spotgrid/ledger/ledger.h"
-#include "spotgrid/services/dynamodb_client.h"
 
 namespace spotgrid::agent {
 
@@ -73,13 +71,6 @@ std::pair<std::string, std::string> SelfHomeAndUser() {
 }  // namespace
 
 struct Agent::Impl {
-  struct Slot {
-    bool busy = false;
-    std::string job, unit;
-    bool done = false;  // the thread has ended and waits to be joined
-    std::thread thread;
-  };
-
   AgentConfig config;
   AgentDeps deps;
   // Raised when a drain starts: the main loop ends, every slot drains its unit.
@@ -103,17 +94,22 @@ struct Agent::Impl {
   UnitRunnerSettings runner_settings;
   std::map<std::string, JobSpec> jobs;  // main thread only
 
+  SlotPool slots;
+
   std::mutex mu;  // guards everything below
-  std::condition_variable slot_freed;
-  std::vector<Slot> slots;
   std::set<std::pair<std::string, std::string>> intents;  // (job, writer) to flush when idle
   Clock::WallTime started_at{};
   std::optional<Clock::WallTime> idle_since;
   std::string state = "running";
   std::string last_status;
+  // A permission the main loop was denied, for the status line; "" when none.
+  std::string permission_problem;
 
   // Idle tracking (main thread only).
   std::optional<Clock::MonoTime> idle_since_mono;
+  // Denials of the main loop's calls (main thread only); set once they were too many.
+  PermissionTracker permissions;
+  std::optional<std::string> gave_up_on;
 
   // The ticker: worker heartbeat item and watchdog pings.
   std::thread ticker;
@@ -121,9 +117,10 @@ struct Agent::Impl {
   std::atomic<std::int64_t> step_started_ns{0};  // monotonic, 0 = no blocking step under way
 
   Impl(AgentConfig c, AgentDeps d)
-      : config(std::move(c)), deps(std::move(d)), drain(config.upload_reserve) {
-    slots.resize(static_cast<std::size_t>(std::max(config.slots, 1)));
-  }
+      : config(std::move(c)),
+        deps(std::move(d)),
+        drain(config.upload_reserve),
+        slots(std::max(config.slots, 1)) {}
 
   Clock& clock() { return *deps.clock; }
   std::string Owner(int slot) const {
@@ -133,25 +130,23 @@ struct Agent::Impl {
   // --- status and worker item ---------------------------------------------------------------
 
   // Requires mu.
-  std::string StatusTextLocked() const {
-    int busy = 0;
+  std::string StatusTextLocked(const std::vector<std::string>& in_hand) const {
     std::string units;
-    for (const Slot& slot : slots) {
-      if (!slot.busy) continue;
-      ++busy;
-      units += (units.empty() ? "" : ", ") + slot.job + "/" + slot.unit;
-    }
-    std::string text = std::to_string(busy) + "/" + std::to_string(slots.size()) + " slots busy";
+    for (const std::string& unit : in_hand) units += (units.empty() ? "" : ", ") + unit;
+    std::string text = std::to_string(in_hand.size()) + "/" + std::to_string(slots.size()) +
+                       " slots busy";
     if (!units.empty()) text += ": " + units;
     if (state != "running") text += " (" + state + ")";
+    if (!permission_problem.empty()) text += "; " + permission_problem;
     return text;
   }
 
   void UpdateStatus() {
     std::string text;
+    const std::vector<std::string> in_hand = slots.UnitsInHand();
     {
       std::lock_guard<std::mutex> lock(mu);
-      text = StatusTextLocked();
+      text = StatusTextLocked(in_hand);
       if (text == last_status) return;
       last_status = text;
     }
@@ -167,10 +162,8 @@ struct Agent::Impl {
     worker.slots = config.slots;
     worker.heartbeat_s = static_cast<int>(config.heartbeat.count());
     worker.last_heartbeat = clock().Now();
+    worker.units_in_hand = slots.UnitsInHand();
     std::lock_guard<std::mutex> lock(mu);
-    for (const Slot& slot : slots) {
-      if (slot.busy) worker.units_in_hand.push_back(slot.job + "/" + slot.unit);
-    }
     worker.started_at = started_at;
     worker.idle_since = idle_since;
     worker.state = state;
@@ -189,6 +182,31 @@ struct Agent::Impl {
       state = new_state;
     }
     UpdateStatus();
+  }
+
+  // --- permissions ---------------------------------------------------------------------------
+
+  // Records one try of a main-loop step; a denial is logged as an error and shown in the
+  // status line. True once the step was denied too often in a row: the agent must exit.
+  bool RecordTry(std::string_view step, const Status& outcome) {
+    std::optional<std::string> denied = permissions.Record(step, outcome);
+    std::string problem = permissions.Describe();
+    if (!outcome.ok() && IsMissingPermission(outcome.error())) {
+      Logger().error(
+          "{} was denied: the instance role lacks {} ({}); the agent exits after {} denials in a "
+          "row",
+          step, DeniedAction(outcome.error(), step), outcome.ToString(), kMissingPermissionTries);
+    }
+    if (denied) {
+      gave_up_on = *denied;
+      problem = "missing permission " + *denied + ": exiting";
+    }
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      permission_problem = problem;
+    }
+    UpdateStatus();
+    return denied.has_value();
   }
 
   // --- ticker -------------------------------------------------------------------------------
@@ -236,95 +254,33 @@ struct Agent::Impl {
 
   // --- slots --------------------------------------------------------------------------------
 
-  // Requires mu.
-  int FreeSlotsLocked() const {
-    return static_cast<int>(
-        std::count_if(slots.begin(), slots.end(), [](const Slot& s) { return !s.busy; }));
-  }
-
-  bool NoUnitsInHand() {
-    std::lock_guard<std::mutex> lock(mu);
-    return FreeSlotsLocked() == static_cast<int>(slots.size());
-  }
-
-  // Joins the threads of slots whose unit has ended.
-  void ReapFinished() {
-    std::vector<std::thread> done;
-    {
-      std::lock_guard<std::mutex> lock(mu);
-      for (Slot& slot : slots) {
-        if (slot.done && slot.thread.joinable()) {
-          done.push_back(std::move(slot.thread));
-          slot.done = false;
-        }
-      }
-    }
-    for (std::thread& thread : done) thread.join();
-  }
-
-  // Reserves a free slot for a unit about to be claimed; -1 when none is free.
-  int ReserveSlot(const std::string& job, const std::string& unit) {
-    ReapFinished();
-    std::lock_guard<std::mutex> lock(mu);
-    for (std::size_t i = 0; i < slots.size(); ++i) {
-      if (slots[i].busy || slots[i].thread.joinable()) continue;
-      slots[i].busy = true;
-      slots[i].job = job;
-      slots[i].unit = unit;
-      return static_cast<int>(i);
-    }
-    return -1;
-  }
-
-  void UnreserveSlot(int slot) {
-    std::lock_guard<std::mutex> lock(mu);
-    slots[slot].busy = false;
-    slots[slot].job.clear();
-    slots[slot].unit.clear();
-  }
-
   void StartSlot(int slot, UnitAssignment assignment) {
     UnitRunnerDeps runner_deps{deps.sqs, deps.ledger, deps.s3, deps.clock, &drain};
-    std::lock_guard<std::mutex> lock(mu);
-    // Created under the lock, so the thread's SlotDone cannot run before `thread` is set.
-    slots[slot].thread = std::thread([this, slot, runner_deps = std::move(runner_deps),
-                                      assignment = std::move(assignment)]() mutable {
-      std::string job = assignment.unit.job;
-      std::string owner = assignment.owner;
-      UnitRunner runner(std::move(runner_deps), runner_settings, std::move(assignment), &stop);
-      UnitOutcome outcome = runner.Run();
-      SlotDone(slot, job, owner, outcome);
-    });
+    slots.Start(
+        slot,
+        [this, runner_deps = std::move(runner_deps), assignment = std::move(assignment)]() mutable {
+          std::string job = assignment.unit.job;
+          std::string owner = assignment.owner;
+          UnitRunner runner(std::move(runner_deps), runner_settings, std::move(assignment), &stop);
+          NoteOutcome(job, owner, runner.Run());
+        },
+        [this] { SlotFreed(); });
   }
 
-  void SlotDone(int slot, const std::string& job, const std::string& owner, UnitOutcome outcome) {
-    {
+  // On the slot thread, before its slot is freed: a counted end leaves an intent in the job
+  // item until this writer's next counted end (or FlushIntents when the agent goes idle).
+  void NoteOutcome(const std::string& job, const std::string& owner, UnitOutcome outcome) {
+    if (outcome == UnitOutcome::kSucceeded || outcome == UnitOutcome::kFailed ||
+        outcome == UnitOutcome::kCancelled) {
       std::lock_guard<std::mutex> lock(mu);
-      // A counted end leaves an intent in the job item until this writer's next counted end
-      // (or FlushIntents when the agent goes idle).
-      if (outcome == UnitOutcome::kSucceeded || outcome == UnitOutcome::kFailed ||
-          outcome == UnitOutcome::kCancelled) {
-        intents.insert({job, owner});
-      }
-      slots[slot].busy = false;
-      slots[slot].job.clear();
-      slots[slot].unit.clear();
-      slots[slot].done = true;
+      intents.insert({job, owner});
     }
-    slot_freed.notify_all();
+  }
+
+  // On the slot thread, once its slot is free.
+  void SlotFreed() {
     UpdateStatus();
     if (protection) protection->Release();
-  }
-
-  void JoinAllSlots() {
-    std::vector<std::thread> threads;
-    {
-      std::lock_guard<std::mutex> lock(mu);
-      for (Slot& slot : slots) {
-        if (slot.thread.joinable()) threads.push_back(std::move(slot.thread));
-      }
-    }
-    for (std::thread& thread : threads) thread.join();
   }
 
   // --- messages -----------------------------------------------------------------------------
@@ -387,7 +343,7 @@ struct Agent::Impl {
                       message.id, job_id);
         continue;
       }
-      int slot = ReserveSlot(job_id, unit_id);
+      int slot = slots.Reserve(job_id, unit_id);
       if (slot < 0) {
         unclaimed.push_back(message);
         continue;
@@ -397,9 +353,13 @@ struct Agent::Impl {
       step_started_ns = claim_sent.time_since_epoch().count();
       auto claim = deps.ledger->ClaimUnit(request);
       step_started_ns = 0;
+      const bool give_up = RecordTry("ClaimUnit", claim.ok() ? Status::Ok() : claim.error());
       if (!claim.ok()) {
-        UnreserveSlot(slot);
-        Logger().warn("could not claim {}/{}: {}", job_id, unit_id, claim.error().ToString());
+        slots.Unreserve(slot);
+        if (give_up) break;
+        if (!IsMissingPermission(claim.error())) {
+          Logger().warn("could not claim {}/{}: {}", job_id, unit_id, claim.error().ToString());
+        }
         continue;
       }
       switch (claim->outcome) {
@@ -425,17 +385,17 @@ struct Agent::Impl {
           break;
         }
         case ClaimOutcome::kFinished:
-          UnreserveSlot(slot);
+          slots.Unreserve(slot);
           Logger().debug("{}/{} has ended already; deleting its message", job_id, unit_id);
           DeleteMessage(message);
           break;
         case ClaimOutcome::kHeldElsewhere:
-          UnreserveSlot(slot);
+          slots.Unreserve(slot);
           Logger().debug("{}/{} is held by {}; leaving its message", job_id, unit_id,
                          claim->unit.owner);
           break;
         case ClaimOutcome::kMissing:
-          UnreserveSlot(slot);
+          slots.Unreserve(slot);
           Logger().warn("message {} names unit {}/{}, which the ledger does not hold; leaving it",
                         message.id, job_id, unit_id);
           break;
@@ -527,7 +487,7 @@ struct Agent::Impl {
     if (!QueueEmpty()) return std::nullopt;
     // Never with a unit in hand (and so no upload unfinished): a slot ends its unit, uploads
     // included, before it frees itself.
-    if (!NoUnitsInHand()) return std::nullopt;
+    if (!slots.NoUnitsInHand()) return std::nullopt;
     FlushIntents();
     if (config.on_drain == DrainAction::kExit) {
       Logger().info("queue empty and idle for {}s: exiting", config.idle_shutdown.count());
@@ -551,20 +511,15 @@ struct Agent::Impl {
   AgentExit Loop() {
     int failures = 0;
     while (!stop.Requested()) {
-      ReapFinished();
+      slots.ReapFinished();
       if (taking_paused) {
         // Rebalance stop-taking: the running units end by themselves; a drain (a notice, a
         // signal) ends the wait.
         stop.WaitFor(kTickerCap);
         continue;
       }
-      int free = 0;
-      {
-        std::unique_lock<std::mutex> lock(mu);
-        slot_freed.wait(lock,
-                        [&] { return stop.Requested() || taking_paused || FreeSlotsLocked() > 0; });
-        free = FreeSlotsLocked();
-      }
+      const int free =
+          slots.WaitForFreeSlot([&] { return stop.Requested() || taking_paused.load(); });
       if (stop.Requested()) break;
       if (taking_paused) continue;
       ReceiveRequest request;
@@ -580,6 +535,9 @@ struct Agent::Impl {
       auto received = deps.sqs->ReceiveMessage(stack.queue_url, request);
       step_started_ns = 0;
       if (!received.ok() && intake_stop.Requested()) continue;  // aborted: drain or pause
+      if (RecordTry("ReceiveMessage", received.ok() ? Status::Ok() : received.error())) {
+        return GiveUp();
+      }
       if (!received.ok()) {
         ++failures;
         seconds pause = std::min<seconds>(kReceiveBackoffFirst * (1 << std::min(failures - 1, 5)),
@@ -595,13 +553,25 @@ struct Agent::Impl {
         continue;
       }
       int started = Dispatch(*received);
-      if (started == 0 && NoUnitsInHand()) {
+      if (gave_up_on) return GiveUp();
+      if (started == 0 && slots.NoUnitsInHand()) {
         if (auto exit = IdleRound()) return *exit;
       } else {
         SetIdle(false);
       }
     }
     return AgentExit::kStopped;
+  }
+
+  // The main loop was denied one of its calls too often. Units in hand are drained as for a
+  // stop signal (released, not left to their lease), then Run() returns.
+  AgentExit GiveUp() {
+    Logger().error(
+        "missing permission {}: denied {} times in a row; exiting with status {} (give the "
+        "instance role the permission and start the agent again)",
+        gave_up_on.value_or("?"), kMissingPermissionTries, kExitMissingPermission);
+    if (!slots.NoUnitsInHand()) RequestStop();
+    return AgentExit::kMissingPermission;
   }
 
   Result<AgentExit> Run() {
@@ -660,7 +630,7 @@ struct Agent::Impl {
 
     AgentExit exit = Loop();
 
-    JoinAllSlots();  // each runner has seen the stop and released its unit
+    slots.JoinAll();  // each runner has seen the stop and released its unit
     if (watch) watch->Stop();
     ticker_stop.Request();
     ticker.join();
@@ -670,7 +640,9 @@ struct Agent::Impl {
     if (lifecycle_drain) CompleteLifecycle();
     Logger().info("agent stopped ({})", exit == AgentExit::kStopped   ? "stop requested"
                                         : exit == AgentExit::kDrained ? "drained"
-                                                                      : "terminating");
+                                        : exit == AgentExit::kMissingPermission
+                                            ? "missing permission"
+                                            : "terminating");
     return exit;
   }
 
@@ -760,7 +732,7 @@ struct Agent::Impl {
         "rebalance recommendation: taking no new units; the running ones go on and end "
         "normally");
     intake_stop.Request();
-    slot_freed.notify_all();
+    slots.Wake();
   }
 
   // Starts the drain, or moves its deadline earlier; never restarts it.
@@ -768,7 +740,7 @@ struct Agent::Impl {
     const auto left_ms = [&] {
       return std::chrono::duration_cast<milliseconds>(deadline - clock().Monotonic()).count();
     };
-    switch (drain.Propose(trigger, deadline)) {
+    switch (drain.Propose(trigger, deadline, clock().Monotonic())) {
       case DrainPlan::Offer::kUnchanged:
         Logger().info("{} during the drain: nothing changes", ToString(trigger));
         return;
@@ -787,7 +759,7 @@ struct Agent::Impl {
     }
     intake_stop.Request();
     stop.Request();
-    slot_freed.notify_all();
+    slots.Wake();
     UpdateStatus();
   }
 
@@ -836,138 +808,11 @@ Agent::Agent(AgentConfig config, AgentDeps deps)
 Agent::~Agent() {
   // Run() joins its threads; this covers an Agent destroyed while Run() never ran.
   if (impl_->watch) impl_->watch->Stop();
-  impl_->JoinAllSlots();
+  impl_->slots.JoinAll();
 }
 
 Result<AgentExit> Agent::Run() { return impl_->Run(); }
 
 void Agent::RequestStop() { impl_->RequestStop(); }
-
-// --- the binary ---------------------------------------------------------------------------
-
-namespace {
-
-// Signals only write a byte to a pipe; a thread of ours reads it and does the work.
-int g_signal_pipe = -1;
-
-extern "C" void OnStopSignal(int) {
-  int saved = errno;
-  char byte = 1;
-  [[maybe_unused]] ssize_t n = ::write(g_signal_pipe, &byte, 1);
-  errno = saved;
-}
-
-std::string ErrorText(const Error& error) {
-  return error.service.empty() && error.operation.empty() ? error.message : error.ToString();
-}
-
-}  // namespace
-
-int RunAgent(int argc, char** argv) {
-  std::vector<std::string> args(argv + std::min(argc, 1), argv + argc);
-  auto config = LoadAgentConfig(args, Environment::Process());
-  if (!config.ok()) {
-    std::fprintf(stderr, "agent: %s\n", ErrorText(config.error()).c_str());
-    return 2;
-  }
-  if (config->show_help) {
-    std::fputs(AgentUsage().c_str(), stdout);
-    return 0;
-  }
-  if (config->show_version) {
-    std::puts("agent " SPOTGRID_VERSION);
-    return 0;
-  }
-  SetLogger(MakeAgentLogger(config->log_level));
-  if (Status valid = ValidateStackName(config->stack); !valid.ok()) {
-    std::fprintf(stderr, "agent: --stack: %s\n", ErrorText(valid.error()).c_str());
-    return 2;
-  }
-
-  AgentDeps deps;
-  if (::geteuid() == 0) {
-    if (config->user.empty()) {
-      std::fputs("agent: running as root needs --user NAME: commands never run as root\n", stderr);
-      return 2;
-    }
-    auto user = LookupUser(config->user);
-    if (!user.ok()) {
-      std::fprintf(stderr, "agent: --user: %s\n", ErrorText(user.error()).c_str());
-      return 2;
-    }
-    deps.run_as = *user;
-  }
-
-  // Signals first, before any thread exists: the handler only writes to the pipe.
-  int pipe_fds[2];
-  if (::pipe2(pipe_fds, O_CLOEXEC) != 0) {
-    std::perror("agent: pipe");
-    return 1;
-  }
-  ::fcntl(pipe_fds[1], F_SETFL, O_NONBLOCK);
-  g_signal_pipe = pipe_fds[1];
-  struct sigaction action {};
-  action.sa_handler = OnStopSignal;
-  ::sigemptyset(&action.sa_mask);
-  action.sa_flags = SA_RESTART;
-  ::sigaction(SIGTERM, &action, nullptr);
-  ::sigaction(SIGINT, &action, nullptr);
-  ::signal(SIGPIPE, SIG_IGN);
-
-  Clock& clock = Clock::System();
-  AwsContextOptions options;
-  options.env = &Environment::Process();
-  options.clock = &clock;
-  // Logged (the journal under systemd) and printed (a terminal, or systemctl status).
-  auto fail = [](const std::string& what, const Error& error) {
-    std::string text = what.empty() ? ErrorText(error) : what + ": " + ErrorText(error);
-    Logger().error("{}", text);
-    std::fprintf(stderr, "agent: %s\n", text.c_str());
-    return 1;
-  };
-  auto context = AwsContext::Create(std::move(options));
-  if (!context.ok()) return fail("AWS configuration", context.error());
-  auto sqs = SqsClient::Create(*context);
-  if (!sqs.ok()) return fail("SQS client", sqs.error());
-  auto db = DynamoDbClient::Create(*context);
-  if (!db.ok()) return fail("DynamoDB client", db.error());
-  auto s3 = S3Client::Create(*context);
-  if (!s3.ok()) return fail("S3 client", s3.error());
-  DynamoLedgerOptions ledger_options;
-  ledger_options.table = LedgerTableName(config->stack);
-  deps.sqs = *sqs;
-  deps.s3 = *s3;
-  deps.ledger = MakeDynamoLedger(*db, std::move(ledger_options), clock);
-  deps.identity = DiscoverIdentity((*context)->imds().get());
-  deps.imds = (*context)->imds();
-  if (deps.identity.on_ec2) {
-    if (auto autoscaling = AutoScalingClient::Create(*context); autoscaling.ok()) {
-      deps.autoscaling = *autoscaling;
-    }
-    if (auto ec2 = Ec2Client::Create(*context); ec2.ok()) deps.ec2 = *ec2;
-  }
-  std::unique_ptr<Notifier> notifier = MakeSystemdNotifier();
-  deps.notifier = notifier.get();
-  deps.clock = &clock;
-
-  Agent agent(*config, std::move(deps));
-  std::atomic<bool> finished{false};
-  std::thread signals([&] {
-    char byte;
-    while (true) {
-      ssize_t n = ::read(pipe_fds[0], &byte, 1);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0 || finished) return;
-      agent.RequestStop();
-    }
-  });
-  auto result = agent.Run();
-  finished = true;
-  char wake = 0;
-  [[maybe_unused]] ssize_t n = ::write(pipe_fds[1], &wake, 1);
-  signals.join();
-  if (!result.ok()) return fail("", result.error());
-  return 0;
-}
 
 }  // namespace spotgrid::agent

@@ -54,7 +54,7 @@ struct AgentDeps {
   WorkerIdentity identity;
   Notifier* notifier = nullptr;  // never null (a no-op one outside systemd)
   Clock* clock = nullptr;
-  // Commands run as this user; RunAgent sets it when the agent runs as root (from --user).
+  // Commands run as this user; RunAgent (run_agent.h) sets it when the agent runs as root (from --user).
   // nullopt: as the agent's own user.
   std::optional<RunAs> run_as;
   // Longest real-time wait between two looks at the clock and the stop flag (slot threads,
@@ -67,6 +67,10 @@ enum class AgentExit {
   kStopped,     // a stop was requested; running units were released
   kDrained,     // the queue stayed empty for idle_shutdown and on_drain said exit
   kTerminated,  // as kDrained, and the instance's termination was requested
+  // The main loop was denied a call it cannot work without (ReceiveMessage, the claim)
+  // kMissingPermissionTries times in a row (missing_permission.h); units in hand were
+  // drained. The binary exits with kExitMissingPermission (4).
+  kMissingPermission,
 };
 
 class Agent {
@@ -78,7 +82,8 @@ class Agent {
 
   // Reads the stack (a missing stack or table is an error naming the stack), sends READY,
   // and loops until stopped or drained. Errors only for start-up problems; failures of single
-  // AWS calls during the loop are logged and retried on the next round.
+  // AWS calls during the loop are logged and retried on the next round, except a permission
+  // the loop is denied again and again (kMissingPermission).
   Result<AgentExit> Run();
   // A stop signal: drains with D = now + stop_timeout - 5 s. A second call changes nothing.
   void RequestStop();
@@ -87,9 +92,5 @@ class Agent {
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
-
-// Entry point of the `agent` binary: config, logger, clients, signals, Agent::Run.
-// Exit codes: 0 stopped or drained, 2 bad configuration, 1 start-up failure.
-int RunAgent(int argc, char** argv);
 
 }  // namespace spotgrid::agent

@@ -28,18 +28,26 @@ Clock::MonoTime StopDeadline(Clock::MonoTime mono_now, std::chrono::seconds stop
   return mono_now + stop_timeout - kDrainExitMargin;
 }
 
-DrainTimes PlanDrain(Clock::MonoTime deadline, std::chrono::seconds upload_reserve) {
+DrainTimes PlanDrain(Clock::MonoTime started, Clock::MonoTime deadline,
+                     std::chrono::seconds upload_reserve) {
+  using std::chrono::nanoseconds;
   DrainTimes times;
   times.deadline = deadline;
   times.release_by = deadline - kDrainReleaseMargin;
-  times.grace_end = std::min(deadline - upload_reserve, times.release_by);
+  const nanoseconds window = std::max(nanoseconds(0), times.release_by - started);
+  const nanoseconds uploads =
+      std::max(nanoseconds(0), std::min<nanoseconds>(upload_reserve - kDrainReleaseMargin,
+                                                     window / 2));
+  times.grace_end = times.release_by - uploads;
   return times;
 }
 
-DrainPlan::Offer DrainPlan::Propose(DrainTrigger trigger, Clock::MonoTime deadline) {
+DrainPlan::Offer DrainPlan::Propose(DrainTrigger trigger, Clock::MonoTime deadline,
+                                    Clock::MonoTime now) {
   std::lock_guard<std::mutex> lock(mu_);
   if (!deadline_) {
     deadline_ = deadline;
+    started_ = now;
     started_by_ = trigger;
     return Offer::kStarted;
   }
@@ -58,7 +66,7 @@ bool DrainPlan::Active() const {
 std::optional<DrainTimes> DrainPlan::Times() const {
   std::lock_guard<std::mutex> lock(mu_);
   if (!deadline_) return std::nullopt;
-  return PlanDrain(*deadline_, upload_reserve_);
+  return PlanDrain(started_, *deadline_, upload_reserve_);
 }
 
 DrainTrigger DrainPlan::StartedBy() const {

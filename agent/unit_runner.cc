@@ -166,6 +166,9 @@ struct UnitRunner::Impl {
 
   bool timed_out = false;
   bool stopping = false;
+  // The drain SIGKILLed the row at G: it may have died halfway through writing its checkpoint,
+  // so the final sync leaves checkpoint/ in S3 as it is (the last good one).
+  bool killed_by_drain = false;
   Clock::MonoTime next_heartbeat{}, next_sync{}, deadline{};
   bool has_deadline = false;
   std::future<void> periodic;  // the periodic sync in flight, if valid()
@@ -338,6 +341,17 @@ struct UnitRunner::Impl {
     Status first;
     for (DirectorySync* sync : {&ckpt, &out, &log}) {
       auto stats = sync->Sync(final);
+      if (!stats.ok() && first.ok()) first = stats.status();
+      if (!stats.ok() && stats.error().category == ErrorCategory::kCancelled) break;
+    }
+    return first;
+  }
+
+  // A final sync without checkpoint/ (a unit the drain killed), in SyncAll's order.
+  static Status SyncOutputsAndLogs(DirectorySync& out, DirectorySync& log) {
+    Status first;
+    for (DirectorySync* sync : {&out, &log}) {
+      auto stats = sync->Sync(true);
       if (!stats.ok() && first.ok()) first = stats.status();
       if (!stats.ok() && stats.error().category == ErrorCategory::kCancelled) break;
     }
@@ -554,13 +568,18 @@ struct UnitRunner::Impl {
       if (!shell_exit) {
         shell_exit = process.WaitFor(wait);
       } else {
-        clock().SleepFor(wait, &lost_stop);
+        // A real-time slice, like WaitFor's: waiting is for the process, and G is judged by
+        // the Clock below (a sleep by the Clock would move a test's FakeClock to G at once).
+        lost_stop.WaitFor(wait);
       }
       if (shell_exit && !process.GroupAlive()) return *shell_exit;
       Tick(false);
       if (lost) return process.Kill();
       if (clock().Monotonic() >= grace_end()) {
-        Logger().warn("drain: the command did not end within the grace period; killing it");
+        Logger().warn(
+            "drain: the command did not end within the grace period; killing it (its "
+            "checkpoint is not uploaded: S3 keeps the last good one)");
+        killed_by_drain = true;
         return process.Kill();
       }
     }
@@ -599,6 +618,17 @@ struct UnitRunner::Impl {
     // The periodic syncers know what is in S3 already; after one was cut short, fresh ones
     // (which read the manifest or list the prefix) are the safe choice.
     const bool reuse = output_sync && !cut_periodic.Requested();
+    if (killed_by_drain) {
+      // No checkpoint sync at all, not merely no upload: a final sync would also delete keys
+      // whose local file is gone, and a torn write may have removed or renamed one.
+      return RunTransfer([this, reuse]() -> Status {
+        if (reuse) return SyncOutputsAndLogs(*output_sync, *logs_sync);
+        auto out = MakeSync(OutputPrefix(a.stack, lease.job, lease.unit), output,
+                            "output.manifest", &final_cut);
+        auto log = MakeSync(LogsKeyPrefix(), logs, "logs.manifest", &final_cut);
+        return SyncOutputsAndLogs(*out, *log);
+      });
+    }
     return RunTransfer([this, reuse]() -> Status {
       if (reuse) return SyncAll(*output_sync, *checkpoint_sync, *logs_sync, true);
       auto out = MakeSync(OutputPrefix(a.stack, lease.job, lease.unit), output, "output.manifest",

@@ -79,6 +79,10 @@ class SystemdUnitTest(unittest.TestCase):
         self.assertGreater(ps.seconds(self.service("RestartSec")[0]), 0)
         self.assertTrue(self.d.get(("Unit", "StartLimitBurst")))
 
+    def test_AgentMissingAPermissionIsNotRestartedInALoop(self):
+        # agent exits 4 after AccessDenied on a call its main loop needs (docs/agent.md).
+        self.assertIn("4", " ".join(self.service("RestartPreventExitStatus")).split())
+
     def test_StopTimeoutFitsTheSpotNoticeAndTheAgentKnowsIt(self):
         stop = ps.seconds(self.service("TimeoutStopSec")[0])
         self.assertLess(stop, SPOT_NOTICE_S)

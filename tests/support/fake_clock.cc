@@ -11,7 +11,14 @@ Clock::WallTime FakeClock::Now() const {
 
 Clock::MonoTime FakeClock::Monotonic() const {
   std::lock_guard<std::mutex> lock(mu_);
+  ++monotonic_reads_[std::this_thread::get_id()];
   return mono_;
+}
+
+std::uint64_t FakeClock::MonotonicReads(std::thread::id thread) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = monotonic_reads_.find(thread);
+  return it == monotonic_reads_.end() ? 0 : it->second;
 }
 
 bool FakeClock::SleepFor(std::chrono::nanoseconds duration, const StopSource* stop) {

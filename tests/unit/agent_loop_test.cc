@@ -3,21 +3,28 @@
 // backoff, idle shutdown) runs on a FakeClock the test moves; processes run in real time.
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <spdlog/sinks/ostream_sink.h>
 #include <sys/stat.h>
 
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
+#include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
+#include <span>
 #include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "agent/agent.h"
+#include "agent/missing_permission.h"
 #include "agent/unit_runner.h"
+#include "spotgrid/core/log.h"
 #include "support/fake_autoscaling.h"
 #include "support/fake_clock.h"
 #include "support/fake_instance_metadata.h"
@@ -99,6 +106,180 @@ std::string ReadFile(const std::filesystem::path& path) {
 
 bool ProcessGone(pid_t pid) { return ::kill(pid, 0) != 0 && errno == ESRCH; }
 
+// The agent's instance metadata as its interruption watch reads it: every call goes to the
+// fake, and the wrapper notes which thread asked and how often that thread had read the
+// FakeClock's monotonic time by then. The watch waits for its next poll by reading the clock
+// between real-time slices; once it has read the clock kWaitingReads times since its last
+// question to IMDS it is certainly in that wait, with its next poll due one --spot-poll after
+// the poll it just made: a test may then move the clock and know the watch will see it.
+class WatchedMetadata final : public InstanceMetadata {
+ public:
+  // More reads of the clock than the watch and the agent's notice handlers make between a
+  // poll's last question to IMDS and the wait for the next poll (the notice's deadline, the
+  // drain's log line, a lifecycle heartbeat's due time, the next poll's due time: under 8).
+  static constexpr std::uint64_t kWaitingReads = 12;
+
+  WatchedMetadata(std::shared_ptr<FakeInstanceMetadata> fake, const FakeClock& clock)
+      : fake_(std::move(fake)), clock_(clock) {}
+
+  // The watch has polled IMDS at least once and waits for its next poll.
+  bool WatchWaiting() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!watch_thread_) return false;
+    return clock_.MonotonicReads(*watch_thread_) >= reads_at_last_poll_ + kWaitingReads;
+  }
+  // The fake monotonic time of the watch's latest question to IMDS.
+  std::optional<Clock::MonoTime> LastPollAt() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return last_poll_at_;
+  }
+
+  Result<std::string> Get(std::string_view path) override { return fake_->Get(path); }
+  Result<std::string> InstanceId() override { return fake_->InstanceId(); }
+  Result<std::string> InstanceType() override { return fake_->InstanceType(); }
+  Result<std::string> Region() override { return fake_->Region(); }
+  Result<std::string> AvailabilityZone() override { return fake_->AvailabilityZone(); }
+  Result<bool> IsSpot() override { return fake_->IsSpot(); }
+  Result<std::optional<SpotInstanceActionNotice>> SpotInstanceAction() override {
+    auto result = fake_->SpotInstanceAction();
+    Polled();
+    return result;
+  }
+  Result<std::optional<RebalanceNotice>> RebalanceRecommendation() override {
+    auto result = fake_->RebalanceRecommendation();
+    Polled();
+    return result;
+  }
+  Result<std::optional<std::string>> TargetLifecycleState() override {
+    auto result = fake_->TargetLifecycleState();
+    Polled();
+    return result;
+  }
+  Result<Credentials> RoleCredentials() override { return fake_->RoleCredentials(); }
+
+ private:
+  void Polled() {
+    const std::thread::id self = std::this_thread::get_id();
+    // Read before taking mu_: the time the poll saw, not counted as a read of the watch's.
+    const std::uint64_t reads = clock_.MonotonicReads(self);
+    const Clock::MonoTime now = clock_.Monotonic();
+    std::lock_guard<std::mutex> lock(mu_);
+    watch_thread_ = self;
+    reads_at_last_poll_ = reads + 1;  // this wrapper's own read
+    last_poll_at_ = now;
+  }
+
+  std::shared_ptr<FakeInstanceMetadata> fake_;
+  const FakeClock& clock_;
+  mutable std::mutex mu_;
+  std::optional<std::thread::id> watch_thread_;
+  std::uint64_t reads_at_last_poll_ = 0;
+  std::optional<Clock::MonoTime> last_poll_at_;
+};
+
+// The fake queue, with ReceiveMessage answering an injected error the next `times` calls.
+class ReceiveFailingSqs final : public Sqs {
+ public:
+  explicit ReceiveFailingSqs(std::shared_ptr<FakeSqs> fake) : fake_(std::move(fake)) {}
+  void FailReceives(Error error, int times) {
+    std::lock_guard<std::mutex> lock(mu_);
+    error_ = std::move(error);
+    times_ = times;
+  }
+  int receives() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return receives_;
+  }
+
+  Result<std::vector<SqsMessage>> ReceiveMessage(const std::string& queue_url,
+                                                 const ReceiveRequest& request) override {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      ++receives_;
+      if (times_ > 0) {
+        --times_;
+        return error_;
+      }
+    }
+    return fake_->ReceiveMessage(queue_url, request);
+  }
+  Result<std::string> CreateQueue(const CreateQueueRequest& request) override {
+    return fake_->CreateQueue(request);
+  }
+  Result<std::string> GetQueueUrl(const std::string& name) override {
+    return fake_->GetQueueUrl(name);
+  }
+  Result<std::map<std::string, std::string>> GetQueueAttributes(
+      const std::string& queue_url, const std::vector<std::string>& names) override {
+    return fake_->GetQueueAttributes(queue_url, names);
+  }
+  Status DeleteQueue(const std::string& queue_url) override { return fake_->DeleteQueue(queue_url); }
+  Result<SendMessageBatchResult> SendMessageBatch(const std::string& queue_url,
+                                                  std::span<const SendEntry> entries) override {
+    return fake_->SendMessageBatch(queue_url, entries);
+  }
+  Status DeleteMessage(const std::string& queue_url, const std::string& receipt_handle) override {
+    return fake_->DeleteMessage(queue_url, receipt_handle);
+  }
+  Result<BatchResult> DeleteMessageBatch(const std::string& queue_url,
+                                         std::span<const std::string> receipt_handles) override {
+    return fake_->DeleteMessageBatch(queue_url, receipt_handles);
+  }
+  Status ChangeMessageVisibility(const std::string& queue_url, const std::string& receipt_handle,
+                                 int visibility_timeout) override {
+    return fake_->ChangeMessageVisibility(queue_url, receipt_handle, visibility_timeout);
+  }
+  Result<BatchResult> ChangeMessageVisibilityBatch(
+      const std::string& queue_url, std::span<const VisibilityEntry> entries) override {
+    return fake_->ChangeMessageVisibilityBatch(queue_url, entries);
+  }
+  Status PurgeQueue(const std::string& queue_url) override { return fake_->PurgeQueue(queue_url); }
+
+ private:
+  std::shared_ptr<FakeSqs> fake_;
+  mutable std::mutex mu_;
+  Error error_;
+  int times_ = 0;
+  int receives_ = 0;
+};
+
+// An AWS answer 403 as the clients report it.
+Error Denied(const std::string& service, const std::string& operation, const std::string& code) {
+  Error error;
+  error.category = ErrorCategory::kClient;
+  error.service = service;
+  error.operation = operation;
+  error.http_status = 403;
+  error.code = code;
+  error.message = "User: arn:aws:sts::123456789012:assumed-role/worker/i-test is not authorized";
+  return error;
+}
+
+// Collects the process log while alive; puts a stderr logger back when destroyed.
+class LogCapture {
+ public:
+  LogCapture() {
+    logger_ = std::make_shared<spdlog::logger>(
+        "capture", std::make_shared<spdlog::sinks::ostream_sink_mt>(text_));
+    logger_->set_level(spdlog::level::trace);
+    logger_->set_pattern("[%l] %v");
+    SetLogger(logger_);
+  }
+  ~LogCapture() {
+    SetLogger(std::make_shared<spdlog::logger>(
+        "restored", std::make_shared<spdlog::sinks::ostream_sink_mt>(std::cerr)));
+  }
+  // Call once every thread that logs has been joined.
+  std::string text() {
+    logger_->flush();
+    return text_.str();
+  }
+
+ private:
+  std::ostringstream text_;
+  std::shared_ptr<spdlog::logger> logger_;
+};
+
 class AgentLoopTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -131,12 +312,12 @@ class AgentLoopTest : public ::testing::Test {
 
   void StartAgent() {
     AgentDeps deps;
-    deps.sqs = sqs_;
+    deps.sqs = agent_sqs_ ? agent_sqs_ : sqs_;
     deps.ledger = ledger_;
     deps.s3 = s3_;
     deps.autoscaling = autoscaling_;
     deps.ec2 = ec2_;
-    deps.imds = imds_;
+    deps.imds = watched_imds_;
     deps.identity = identity_;
     deps.notifier = &notifier_;
     deps.clock = &clock_;
@@ -221,11 +402,13 @@ class AgentLoopTest : public ::testing::Test {
 
   FakeClock clock_;
   std::shared_ptr<FakeSqs> sqs_ = std::make_shared<FakeSqs>(clock_);
+  std::shared_ptr<Sqs> agent_sqs_;  // what the agent uses instead of sqs_, when set
   std::shared_ptr<FakeUnitLeases> ledger_ = std::make_shared<FakeUnitLeases>(clock_);
   std::shared_ptr<FakeS3> s3_ = std::make_shared<FakeS3>();
   std::shared_ptr<FakeAutoScaling> autoscaling_;
   std::shared_ptr<FakeEc2> ec2_;
   std::shared_ptr<FakeInstanceMetadata> imds_ = std::make_shared<FakeInstanceMetadata>();
+  std::shared_ptr<WatchedMetadata> watched_imds_ = std::make_shared<WatchedMetadata>(imds_, clock_);
   RecordingNotifier notifier_;
   WorkerIdentity identity_;
   StackInfo stack_;
@@ -624,7 +807,11 @@ TEST_F(AgentLoopTest, IdleDoesNotDrainWhileTheQueueHoldsMessages) {
   ASSERT_TRUE(other.ok());
   std::string id = Send("j", "u0");  // held elsewhere: in flight after our receive
   StartAgent();
-  ASSERT_TRUE(WaitUntil([&] { return ledger_->Calls(Op::kClaimUnit) == 2; }, kDeadline));
+  // The round that found the unit held elsewhere made the agent idle before its next receive:
+  // moving the clock earlier would start the idle time after the move.
+  ASSERT_TRUE(WaitUntil(
+      [&] { return ledger_->Calls(Op::kClaimUnit) == 2 && sqs_->CallCount("ReceiveMessage") >= 2; },
+      kDeadline));
   clock_.Advance(seconds(61));
   int checks = sqs_->CallCount("GetQueueAttributes");
   ASSERT_TRUE(
@@ -776,6 +963,106 @@ TEST_F(AgentLoopTest, StopIsNoticedWhileAllSlotsAreBusy) {
   EXPECT_EQ(StateOf("j", "u0"), UnitState::kQueued);
 }
 
+// --- missing permissions ---------------------------------------------------------------------
+
+bool AnyStatusContains(const RecordingNotifier& notifier, const std::string& text) {
+  for (const std::string& event : notifier.events()) {
+    if (event.rfind("STATUS=", 0) == 0 && event.find(text) != std::string::npos) return true;
+  }
+  return false;
+}
+
+TEST_F(AgentLoopTest, DeniedReceiveIsLoggedShownInTheStatusAndEndsTheAgentAfterBoundedTries) {
+  auto sqs = std::make_shared<ReceiveFailingSqs>(sqs_);
+  sqs->FailReceives(Denied("SQS", "ReceiveMessage", "AccessDenied"), 1000);
+  agent_sqs_ = sqs;
+  LogCapture log;
+  StartAgent();
+  auto exit = JoinAgent();  // returns by itself
+  ASSERT_TRUE(exit.ok()) << exit.error().ToString();
+  EXPECT_EQ(*exit, AgentExit::kMissingPermission);
+  EXPECT_EQ(sqs->receives(), kMissingPermissionTries);
+  EXPECT_TRUE(AnyStatusContains(notifier_, "missing permission sqs:ReceiveMessage (denied 1 of 5"));
+  EXPECT_NE(notifier_.last_status().find("missing permission sqs:ReceiveMessage: exiting"),
+            std::string::npos)
+      << notifier_.last_status();
+  const std::string text = log.text();
+  EXPECT_NE(text.find("[error] ReceiveMessage was denied: the instance role lacks "
+                      "sqs:ReceiveMessage"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("[error] missing permission sqs:ReceiveMessage: denied 5 times in a row; "
+                      "exiting with status 4"),
+            std::string::npos)
+      << text;
+  EXPECT_EQ(ledger_->Worker("i-test")->state, "ended");
+}
+
+TEST_F(AgentLoopTest, DeniedClaimEndsTheAgentAfterBoundedTries) {
+  AddJob("j", {"true", "true", "true", "true", "true", "true"});
+  for (int i = 0; i < 6; ++i) Send("j", "u" + std::to_string(i));
+  ledger_->FailNext(Op::kClaimUnit, Denied("DynamoDB", "UpdateItem", "AccessDeniedException"),
+                    1000);
+  StartAgent();
+  auto exit = JoinAgent();
+  ASSERT_TRUE(exit.ok()) << exit.error().ToString();
+  EXPECT_EQ(*exit, AgentExit::kMissingPermission);
+  EXPECT_EQ(ledger_->Calls(Op::kClaimUnit), kMissingPermissionTries);
+  EXPECT_TRUE(AnyStatusContains(notifier_, "missing permission dynamodb:UpdateItem"));
+}
+
+// A struggling service is not a missing permission: the agent backs off and goes on, however
+// many times in a row it fails.
+TEST_F(AgentLoopTest, TransientReceiveErrorsNeverEndTheAgent) {
+  auto sqs = std::make_shared<ReceiveFailingSqs>(sqs_);
+  Error unavailable;
+  unavailable.category = ErrorCategory::kTransient;
+  unavailable.service = "SQS";
+  unavailable.operation = "ReceiveMessage";
+  unavailable.http_status = 503;
+  unavailable.code = "ServiceUnavailable";
+  const int failures = 3 * kMissingPermissionTries;
+  sqs->FailReceives(unavailable, failures);
+  agent_sqs_ = sqs;
+  StartAgent();
+  // A denial-like count would have ended the agent at the 5th failure, before this receive.
+  ASSERT_TRUE(WaitUntil([&] { return sqs->receives() > failures + 1; }, kDeadline));
+  EXPECT_FALSE(AgentReturned());
+  EXPECT_FALSE(AnyStatusContains(notifier_, "missing permission"));
+  StopAgent();
+}
+
+// Denials count only in a row: a receive that works in between starts the count over.
+TEST(PermissionTrackerTest, OnlyConsecutiveDenialsOfOneStepEndTheAgent) {
+  PermissionTracker tracker;
+  const Status denied = Denied("SQS", "ReceiveMessage", "AccessDenied");
+  for (int i = 1; i < kMissingPermissionTries; ++i) {
+    EXPECT_FALSE(tracker.Record("ReceiveMessage", denied));
+  }
+  EXPECT_FALSE(tracker.Record("ReceiveMessage", Status::Ok()));
+  EXPECT_EQ(tracker.Describe(), "");
+  for (int i = 1; i < kMissingPermissionTries; ++i) {
+    EXPECT_FALSE(tracker.Record("ReceiveMessage", denied));
+  }
+  Error throttled = Denied("SQS", "ReceiveMessage", "ThrottlingException");
+  throttled.category = ErrorCategory::kThrottled;
+  EXPECT_FALSE(tracker.Record("ReceiveMessage", throttled));  // neither counts nor resets
+  EXPECT_EQ(tracker.Record("ReceiveMessage", denied), std::optional<std::string>("sqs:ReceiveMessage"));
+}
+
+TEST(PermissionTrackerTest, AccessDeniedCodesOfEveryServiceAreMissingPermissions) {
+  EXPECT_TRUE(IsMissingPermission(Denied("DynamoDB", "UpdateItem", "AccessDeniedException")));
+  EXPECT_TRUE(IsMissingPermission(Denied("SQS", "ReceiveMessage", "AccessDenied")));
+  EXPECT_TRUE(IsMissingPermission(
+      Denied("SQS", "ReceiveMessage", "com.amazonaws.sqs#AccessDeniedException")));
+  EXPECT_TRUE(IsMissingPermission(Denied("S3", "PutObject", "AccessDenied")));
+  EXPECT_FALSE(IsMissingPermission(Denied("SQS", "ReceiveMessage", "InvalidClientTokenId")));
+  EXPECT_FALSE(IsMissingPermission(Denied("S3", "PutObject", "SignatureDoesNotMatch")));
+  EXPECT_EQ(DeniedAction(Denied("DynamoDB", "UpdateItem", "AccessDeniedException"), "ClaimUnit"),
+            "dynamodb:UpdateItem");
+  EXPECT_EQ(DeniedAction(Error{}, "ClaimUnit"), "ClaimUnit");
+}
+
 // --- interruptions and drain ---------------------------------------------------------------
 
 // A Spot worker whose instance metadata the test controls. The fake clock moves only when the
@@ -794,21 +1081,33 @@ class AgentDrainTest : public AgentLoopTest {
 
   // A notice for `in` from now, seen at the next poll (one spot-poll from now); returns D.
   Clock::MonoTime NoticeIn(seconds in) {
-    WaitForFirstPoll();
+    WaitForWatchToWait();
     imds_->SetSpotInstanceAction(SpotInstanceActionNotice{"terminate", clock_.Now() + in});
     const Clock::MonoTime deadline = clock_.Monotonic() + in - seconds(5);
     clock_.Advance(config_.spot_poll);
     return deadline;
   }
 
-  // The watch asks at once on start; waiting for that keeps a notice the test sets from being
-  // seen before the clock moves.
-  void WaitForFirstPoll() {
-    ASSERT_TRUE(WaitUntil([&] { return imds_->Reads("TargetLifecycleState") >= 1; }, kDeadline));
-    if (identity_.spot && config_.rebalance != RebalancePolicy::kIgnore) {
-      ASSERT_TRUE(
-          WaitUntil([&] { return imds_->Reads("RebalanceRecommendation") >= 1; }, kDeadline));
-    }
+  // The watch asks at once on start and then waits one --spot-poll by the clock. Waiting until
+  // it waits (not merely until it asked) keeps a notice the test sets from being seen before
+  // the clock moves, and the test's next Advance from being made before the watch computed
+  // its next poll's due time (which would absorb the Advance: the next poll would never come).
+  void WaitForWatchToWait() {
+    ASSERT_TRUE(WaitUntil([&] { return watched_imds_->WatchWaiting(); }, kDeadline));
+  }
+
+  // Moves the clock to the watch's next poll and waits until that poll, with whatever its
+  // notices started, is over and the watch waits again.
+  void NextWatchRound() {
+    WaitForWatchToWait();
+    clock_.Advance(config_.spot_poll);
+    const Clock::MonoTime now = clock_.Monotonic();
+    ASSERT_TRUE(WaitUntil(
+        [&] {
+          auto polled = watched_imds_->LastPollAt();
+          return polled && *polled >= now && watched_imds_->WatchWaiting();
+        },
+        kDeadline));
   }
 
   bool Draining() {
@@ -850,6 +1149,15 @@ class AgentDrainTest : public AgentLoopTest {
   std::string CheckpointingCommand() const {
     return "trap 'echo step7 > \"$SPOTGRID_CHECKPOINT_DIR/state\"; exit 143' TERM; "
            "echo out > \"$SPOTGRID_OUTPUT_DIR/partial\"; echo $$ > " +
+           Marker("pid") + "; while :; do sleep 0.05; done";
+  }
+  // A command that checkpoints on SIGTERM the safe way, a temporary file renamed over the
+  // checkpoint, once the test lets it (Marker("go")), and exits 143.
+  std::string RenamingCheckpointCommand() const {
+    return "trap 'touch " + Marker("term-seen") + "; while [ ! -e " + Marker("go") +
+           " ]; do sleep 0.01; done; echo step7 > \"$SPOTGRID_CHECKPOINT_DIR/state.tmp\"; "
+           "mv \"$SPOTGRID_CHECKPOINT_DIR/state.tmp\" \"$SPOTGRID_CHECKPOINT_DIR/state\"; "
+           "exit 143' TERM; echo $$ > " +
            Marker("pid") + "; while :; do sleep 0.05; done";
   }
   // A command that notes every SIGTERM and goes on.
@@ -901,17 +1209,81 @@ TEST_F(AgentDrainTest, CommandIgnoringTheSignalIsKilledAtGraceEndAndStillRelease
   StartAgent();
   pid_t pid = WaitForPid(Marker("pid"));
   ASSERT_GT(pid, 0);
-  // D = +55 s, G = D - 30 s = +25 s, R = D - 3 s; the notice is seen at +5 s.
+  // The notice is seen at +5 s (S) with D = +55 s, R = D - 3 s = +52 s: a 47 s window up to
+  // R, shared evenly since 23.5 s is less than the 27 s the reserve would keep: G = +28.5 s.
   const Clock::MonoTime deadline = NoticeIn(seconds(60));
   ASSERT_TRUE(WaitUntil([&] { return ReadFile(Marker("signals")) == "term\n"; }, kDeadline));
-  clock_.Advance(seconds(19));  // +24 s
+  clock_.Advance(seconds(23));  // +28 s
   EXPECT_FALSE(WaitUntil([&] { return ProcessGone(pid); }, milliseconds(200)));
   EXPECT_FALSE(AgentReturned());
-  clock_.Advance(seconds(2));  // +26 s: past G
+  clock_.Advance(seconds(1));  // +29 s: past G
   ASSERT_TRUE(WaitUntil([&] { return ProcessGone(pid); }, kDeadline));
   ExpectStopped();
   EXPECT_LT(clock_.Monotonic(), deadline);
   EXPECT_EQ(ReadFile(Marker("signals")), "term\n");  // one checkpoint signal, then SIGKILL
+  ExpectReleasedInterrupted(id);
+}
+
+// The reported bug: a notice due in 20 s gave the unit 0 ms of grace (the 30 s upload reserve
+// ate the window). The window is shared now: seen 20 s before the notice's time, D is 15 s
+// away, R 12 s, and the unit has until G = 6 s, by the clock, which stands still here however
+// long the unit takes in real time.
+TEST_F(AgentDrainTest, ShortNoticeStillGivesTheUnitAGraceToCheckpointByRename) {
+  AddJob("j", {RenamingCheckpointCommand()});
+  std::string id = Send("j", "u0");
+  StartAgent();
+  pid_t pid = WaitForPid(Marker("pid"));
+  ASSERT_GT(pid, 0);
+  const Clock::MonoTime deadline = NoticeIn(seconds(25));  // seen when 20 s are left
+  ASSERT_TRUE(WaitUntil([&] { return std::filesystem::exists(Marker("term-seen")); }, kDeadline));
+  EXPECT_FALSE(ProcessGone(pid));  // not killed at once
+  std::ofstream(Marker("go")).close();
+  ExpectStopped();
+  EXPECT_LT(clock_.Monotonic(), deadline);
+  EXPECT_EQ(s3_->Object("bucket", "p/j/u0/checkpoint/state"), "step7\n");
+  EXPECT_FALSE(s3_->Object("bucket", "p/j/u0/checkpoint/state.tmp").has_value());
+  ExpectReleasedInterrupted(id);
+}
+
+// A unit killed at G may have died halfway through its checkpoint: the drain uploads its
+// outputs and logs but leaves checkpoint/ in S3 alone, so the last good checkpoint survives
+// byte for byte (and the next attempt resumes from it).
+TEST_F(AgentDrainTest, UnitKilledMidCheckpointLeavesTheLastGoodCheckpointInS3) {
+  config_.sync_interval = seconds(20);  // less than a heartbeat: no renewal before the sync
+  // Writes a good checkpoint by rename, then, once told (Marker("torn")), ignores SIGTERM and
+  // keeps rewriting its checkpoint in place, as a program killed mid-write would leave it.
+  const std::string ck = "\"$SPOTGRID_CHECKPOINT_DIR/state\"";
+  AddJob("j", {"trap '' TERM; echo started; echo good > " + ck + ".tmp; mv " + ck + ".tmp " + ck +
+               "; echo out > \"$SPOTGRID_OUTPUT_DIR/partial\"; echo $$ > " + Marker("pid") +
+               "; while [ ! -e " + Marker("torn") + " ]; do sleep 0.01; done; : > " + ck +
+               "; while :; do echo torn >> " + ck + "; touch " + Marker("writing") +
+               "; sleep 0.01; done"});
+  std::string id = Send("j", "u0");
+  StartAgent();
+  pid_t pid = WaitForPid(Marker("pid"));
+  ASSERT_GT(pid, 0);
+  clock_.Advance(config_.sync_interval);  // the periodic sync uploads the good checkpoint
+  ASSERT_TRUE(WaitUntil(
+      [&] { return s3_->Object("bucket", "p/j/u0/checkpoint/state") == std::string("good\n"); },
+      kDeadline));
+  const auto checkpoint_writes = [&] {
+    int count = 0;
+    for (const auto& write : s3_->Writes()) count += write.key.rfind("p/j/u0/checkpoint/", 0) == 0;
+    return count;
+  };
+  ASSERT_EQ(checkpoint_writes(), 1);
+  const Clock::MonoTime deadline = NoticeIn(seconds(25));  // G = S + 6 s, as above
+  ASSERT_TRUE(WaitUntil([&] { return Draining(); }, kDeadline));
+  std::ofstream(Marker("torn")).close();
+  ASSERT_TRUE(WaitUntil([&] { return std::filesystem::exists(Marker("writing")); }, kDeadline));
+  clock_.Advance(seconds(7));  // past G
+  ASSERT_TRUE(WaitUntil([&] { return ProcessGone(pid); }, kDeadline));
+  ExpectStopped();
+  EXPECT_LT(clock_.Monotonic(), deadline);
+  EXPECT_EQ(s3_->Object("bucket", "p/j/u0/checkpoint/state"), "good\n");
+  EXPECT_EQ(checkpoint_writes(), 1);  // nothing written or deleted under checkpoint/ since
+  EXPECT_EQ(s3_->Object("bucket", "p/j/u0/output/partial"), "out\n");
+  EXPECT_EQ(s3_->Object("bucket", "p/j/u0/logs/1/stdout.log"), "started\n");
   ExpectReleasedInterrupted(id);
 }
 
@@ -974,12 +1346,10 @@ TEST_F(AgentDrainTest, RebalanceStopTakingKeepsTheRunningUnitAndTakesNoNewMessag
   StartAgent();
   pid_t pid = WaitForPid(Marker("pid"));
   ASSERT_GT(pid, 0);
-  WaitForFirstPoll();
+  WaitForWatchToWait();
   imds_->SetRebalance(RebalanceNotice{clock_.Now()});
-  clock_.Advance(config_.spot_poll);
-  ASSERT_TRUE(WaitUntil([&] { return imds_->Reads("RebalanceRecommendation") == 2; }, kDeadline));
-  clock_.Advance(config_.spot_poll);  // the next round starts once the notice was handled
-  ASSERT_TRUE(WaitUntil([&] { return imds_->Reads("SpotInstanceAction") == 3; }, kDeadline));
+  NextWatchRound();  // over once the recommendation was acted on
+  ASSERT_EQ(imds_->Reads("RebalanceRecommendation"), 2);
   Send("j", "u1");
   EXPECT_FALSE(WaitUntil([&] { return ProcessGone(pid); }, milliseconds(200)));
   std::ofstream(Marker("go")).close();
@@ -999,7 +1369,7 @@ TEST_F(AgentDrainTest, RebalanceCheckpointDrainsAsForAStop) {
   std::string id = Send("j", "u0");
   StartAgent();
   ASSERT_GT(WaitForPid(Marker("pid")), 0);
-  WaitForFirstPoll();
+  WaitForWatchToWait();
   imds_->SetRebalance(RebalanceNotice{clock_.Now()});
   clock_.Advance(config_.spot_poll);
   ExpectStopped();
@@ -1070,7 +1440,7 @@ TEST_F(AgentDrainTest, LifecycleTerminationHeartbeatsWhileDrainingThenCompletesW
   StartAgent();
   pid_t pid = WaitForPid(Marker("pid"));
   ASSERT_GT(pid, 0);
-  WaitForFirstPoll();
+  WaitForWatchToWait();
   imds_->SetTargetLifecycleState("Terminated");
   clock_.Advance(config_.spot_poll);  // D = +85 s, G = +55 s from here
   ASSERT_TRUE(WaitUntil(
