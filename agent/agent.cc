@@ -11,6 +11,7 @@
 #include <charconv>
 #include <map>
 #include <mutex>
+#include <random>
 #include <set>
 #include <string>
 #include <thread>
@@ -23,9 +24,11 @@
 #include "agent/scale_in_protection.h"
 #include "agent/slot_pool.h"
 #include "agent/unit_runner.h"
+#include "spotgrid/core/deadline.h"
 #include "spotgrid/core/environment.h"
 #include "spotgrid/core/log.h"
 #include "spotgrid/ledger/ledger.h"
+#include "spotgrid/ledger/sweeper.h"
 
 namespace spotgrid::agent {
 
@@ -43,6 +46,13 @@ constexpr seconds kReceiveBackoffFirst{1}, kReceiveBackoffCap{30};
 // How often a lifecycle action is heartbeated while its drain runs: well inside the shortest
 // heartbeat timeout a hook can have (30 s).
 constexpr seconds kLifecycleHeartbeat{30};
+// A message operation (delete, set aside) is worth this long at most: a lost one costs only a
+// redelivery that finds the unit held or finished.
+constexpr seconds kMessageCallDeadline{10};
+// After D, the exit's own writes (intents, the worker item, the lifecycle answer) may take
+// this long; the rest of the exit margin is the process's to end.
+constexpr seconds kExitWrites{3};
+constexpr std::int64_t kMaxVisibilitySeconds = 43200;  // SQS limit for one visibility timeout
 
 const std::vector<std::string> kQueueDepthAttributes = {"ApproximateNumberOfMessages",
                                                         "ApproximateNumberOfMessagesNotVisible",
@@ -107,6 +117,8 @@ struct Agent::Impl {
 
   // Idle tracking (main thread only).
   std::optional<Clock::MonoTime> idle_since_mono;
+  Clock::MonoTime next_sweep{};  // main loop only
+  std::mt19937_64 rng{std::random_device{}()};
   // Denials of the main loop's calls (main thread only); set once they were too many.
   PermissionTracker permissions;
   std::optional<std::string> gave_up_on;
@@ -171,7 +183,17 @@ struct Agent::Impl {
     return worker;
   }
 
+  // The latest a call made now may end: `normal` from now, and while draining no later than
+  // the exit bound (D and a part of the exit margin), so a black-holed endpoint cannot keep
+  // the agent past a Spot reclaim.
+  Clock::MonoTime CallBound(milliseconds normal) {
+    Clock::MonoTime bound = clock().Monotonic() + normal;
+    if (auto times = drain.Times()) bound = std::min(bound, times->deadline + kExitWrites);
+    return bound;
+  }
+
   void PutWorker() {
+    ScopedDeadline deadline(CallBound(config.heartbeat));
     Status put = deps.ledger->PutWorker(WorkerItem());
     if (!put.ok()) Logger().warn("could not write the worker item: {}", put.ToString());
   }
@@ -245,6 +267,13 @@ struct Agent::Impl {
         PutWorker();
         next_worker = now + config.heartbeat;
       }
+      // The drain must be over by its exit bound, whatever is still in flight.
+      if (auto times = drain.Times(); times && deps.on_drain_overrun &&
+                                      clock().Monotonic() >= times->deadline + kDrainExitMargin) {
+        Logger().error(
+            "drain: still running at the notice's time less nothing to spare; exiting now");
+        deps.on_drain_overrun();
+      }
       if (lifecycle_drain && CanAnswerLifecycle() &&
           now.time_since_epoch().count() >= next_lifecycle_heartbeat_ns.load()) {
         LifecycleHeartbeat();
@@ -295,9 +324,26 @@ struct Agent::Impl {
   }
 
   void DeleteMessage(const SqsMessage& message) {
+    ScopedDeadline deadline(clock().Monotonic() + kMessageCallDeadline);
     Status deleted = deps.sqs->DeleteMessage(stack.queue_url, message.receipt_handle);
     if (!deleted.ok())
       Logger().warn("could not delete message {}: {}", message.id, deleted.ToString());
+  }
+
+  // A message for a unit another worker holds (a duplicate delivery, or a requeue's fresh
+  // message that overtook its release) comes back once the holder's lease could have lapsed:
+  // then the unit is QUEUED, finished, or ready to be taken over.
+  void SetAside(const SqsMessage& message, const UnitRecord& unit) {
+    std::int64_t hide_s = (config.lease + config.heartbeat).count();
+    if (unit.lease_until) {
+      const auto left = std::chrono::duration_cast<seconds>(*unit.lease_until - clock().Now());
+      hide_s = std::max<std::int64_t>(0, left.count()) + config.heartbeat.count();
+    }
+    ScopedDeadline deadline(clock().Monotonic() + kMessageCallDeadline);
+    Status hidden = deps.sqs->ChangeMessageVisibility(
+        stack.queue_url, message.receipt_handle,
+        static_cast<int>(std::min<std::int64_t>(hide_s, kMaxVisibilitySeconds)));
+    if (!hidden.ok()) Logger().warn("could not set message {} aside: {}", message.id, hidden.ToString());
   }
 
   // Hands messages received but not claimed back to the queue at once.
@@ -370,7 +416,6 @@ struct Agent::Impl {
           assignment.unit = std::move(claim->unit);
           assignment.owner = request.owner;
           assignment.slot = slot;
-          assignment.receipt_handle = message.receipt_handle;
           assignment.claimed_at = claim_sent;
           if (claim->took_over) {
             Logger().info("took over {}/{} from an expired lease", job_id, unit_id);
@@ -382,6 +427,12 @@ struct Agent::Impl {
           ++started;
           UpdateStatus();
           if (protection) protection->Reconcile();
+          // The lease is the unit's claim now: the message goes, so it is never needed past
+          // SQS's 12-hour visibility cap, and its receive count only ever counts deliveries
+          // whose worker died before claiming. A requeue sends a fresh one; a unit whose
+          // worker vanishes is found by the sweeper once its lease lapses. (After the unit
+          // started: the call never delays it.)
+          DeleteMessage(message);
           break;
         }
         case ClaimOutcome::kFinished:
@@ -391,8 +442,9 @@ struct Agent::Impl {
           break;
         case ClaimOutcome::kHeldElsewhere:
           slots.Unreserve(slot);
-          Logger().debug("{}/{} is held by {}; leaving its message", job_id, unit_id,
-                         claim->unit.owner);
+          Logger().debug("{}/{} is held by {}; its message waits until the lease could lapse",
+                         job_id, unit_id, claim->unit.owner);
+          SetAside(message, claim->unit);
           break;
         case ClaimOutcome::kMissing:
           slots.Unreserve(slot);
@@ -413,6 +465,7 @@ struct Agent::Impl {
       std::lock_guard<std::mutex> lock(mu);
       pending.swap(intents);
     }
+    ScopedDeadline deadline(CallBound(kMessageCallDeadline));
     for (const auto& [job, writer] : pending) {
       Status flushed = deps.ledger->FlushIntents(job, writer);
       if (!flushed.ok()) {
@@ -474,6 +527,45 @@ struct Agent::Impl {
     return true;
   }
 
+  // --- sweeping -----------------------------------------------------------------------------
+
+  // Sends messages again for units that need one and have none (a lapsed lease, an orphan of
+  // a purged queue) and settles dead letters (ledger/sweeper.h). Every agent sweeps now and
+  // then, at a jittered interval, so units of a worker that vanished are back soon whoever is
+  // left; the conditional stamps keep many sweepers from sending twice. True if it sent any
+  // message.
+  bool Sweep() {
+    next_sweep = clock().Monotonic() + SweepInterval();
+    ScopedDeadline deadline(CallBound(config.heartbeat));
+    Sweeper sweeper(*deps.ledger, *deps.sqs, clock());
+    auto report = sweeper.Sweep(SweepScope::ForStack(stack));
+    if (!report.ok()) {
+      Logger().warn("sweep failed: {}", report.error().ToString());
+      return false;
+    }
+    if (!report->first_error.ok()) Logger().warn("sweep: {}", report->first_error.ToString());
+    const int resent = report->lapsed_resent + report->orphans_resent;
+    if (resent > 0 || report->poisoned > 0) {
+      Logger().info(
+          "sweep: sent {} unit(s) again ({} with a lapsed lease, {} without a message); {} "
+          "failed as poison from the dead-letter queue",
+          resent, report->lapsed_resent, report->orphans_resent, report->poisoned);
+    }
+    return resent > 0;
+  }
+
+  // About one lease apart (a vanished worker's unit waits at most a lease and this), jittered
+  // by up to a fifth so a fleet started at once does not sweep in step.
+  Clock::MonoTime::duration SweepInterval() {
+    const auto lease = std::chrono::duration_cast<milliseconds>(config.lease);
+    std::uniform_int_distribution<std::int64_t> jitter(0, lease.count() / 5);
+    return lease + milliseconds(jitter(rng));
+  }
+
+  void MaybeSweep() {
+    if (clock().Monotonic() >= next_sweep) Sweep();
+  }
+
   // Called after a round that started nothing while no unit is in hand.
   std::optional<AgentExit> IdleRound() {
     if (!idle_since_mono) {
@@ -485,6 +577,8 @@ struct Agent::Impl {
     if (config.on_drain == DrainAction::kStay) return std::nullopt;
     if (clock().Monotonic() - *idle_since_mono < config.idle_shutdown) return std::nullopt;
     if (!QueueEmpty()) return std::nullopt;
+    // The last worker to go must not leave a unit that needs a message without one.
+    if (Sweep()) return std::nullopt;
     // Never with a unit in hand (and so no upload unfinished): a slot ends its unit, uploads
     // included, before it frees itself.
     if (!slots.NoUnitsInHand()) return std::nullopt;
@@ -525,11 +619,11 @@ struct Agent::Impl {
       ReceiveRequest request;
       request.max_messages = std::min(free, 10);
       request.wait_seconds = config.poll_wait_s;
-      // Hidden as long as a heartbeat would keep it (lease + one heartbeat), not the queue's
-      // default: if this agent dies before its first heartbeat, the message comes back soon
-      // after the lease runs out rather than after the queue's visibility timeout.
+      // Hidden for a lease and a heartbeat, not the queue's default: if this agent dies
+      // between the receive and the claim's message deletion, the message comes back soon
+      // after a lease it might have taken could have run out.
       request.visibility_timeout = static_cast<int>(
-          std::min<std::int64_t>((config.lease + config.heartbeat).count(), 43200));
+          std::min<std::int64_t>((config.lease + config.heartbeat).count(), kMaxVisibilitySeconds));
       request.stop = &intake_stop;
       step_started_ns = clock().Monotonic().time_since_epoch().count();
       auto received = deps.sqs->ReceiveMessage(stack.queue_url, request);
@@ -554,6 +648,7 @@ struct Agent::Impl {
       }
       int started = Dispatch(*received);
       if (gave_up_on) return GiveUp();
+      MaybeSweep();
       if (started == 0 && slots.NoUnitsInHand()) {
         if (auto exit = IdleRound()) return *exit;
       } else {
@@ -620,6 +715,7 @@ struct Agent::Impl {
       started_at = clock().Now();
     }
     FindGroup();
+    next_sweep = clock().Monotonic() + SweepInterval();
     PutWorker();
     Logger().info("agent {} ready: stack {}, {} slots, queue {}", deps.identity.instance_id,
                   config.stack, slots.size(), stack.queue_url);
@@ -782,12 +878,14 @@ struct Agent::Impl {
     const std::int64_t next = (now + kLifecycleHeartbeat).time_since_epoch().count();
     std::int64_t expected = due;
     if (!next_lifecycle_heartbeat_ns.compare_exchange_strong(expected, next)) return;
+    ScopedDeadline deadline(CallBound(kLifecycleHeartbeat));
     Status sent = deps.autoscaling->RecordLifecycleActionHeartbeat(LifecycleAction());
     if (!sent.ok()) Logger().warn("lifecycle action heartbeat failed: {}", sent.ToString());
   }
 
   void CompleteLifecycle() {
     if (!CanAnswerLifecycle()) return;
+    ScopedDeadline deadline(CallBound(kLifecycleHeartbeat));
     Status done = deps.autoscaling->CompleteLifecycleAction(LifecycleAction(),
                                                             LifecycleActionResult::kContinue);
     if (!done.ok()) {

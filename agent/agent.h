@@ -24,6 +24,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <optional>
 
@@ -60,6 +61,10 @@ struct AgentDeps {
   // Longest real-time wait between two looks at the clock and the stop flag (slot threads,
   // the heartbeat ticker): how promptly a stop, or a fake clock moved by a test, is noticed.
   std::chrono::milliseconds poll_slice{200};
+  // Called (from the ticker) when a drain is still running at its deadline plus the exit
+  // margin: some call is stuck past every bound. RunAgent ends the process there, since the
+  // instance is about to go; null (tests): only logged.
+  std::function<void()> on_drain_overrun;
 };
 
 // Why Run() returned.

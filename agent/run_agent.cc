@@ -131,6 +131,13 @@ int RunAgent(int argc, char** argv) {
   std::unique_ptr<Notifier> notifier = MakeSystemdNotifier();
   deps.notifier = notifier.get();
   deps.clock = &clock;
+  // Past the drain's bounds the instance is about to be reclaimed: whatever call is stuck,
+  // the process ends now rather than be cut off mid-write. Units not released are found by
+  // the sweeper once their leases lapse.
+  deps.on_drain_overrun = [] {
+    spdlog::default_logger()->flush();
+    ::_exit(0);
+  };
 
   Agent agent(*config, std::move(deps));
   std::atomic<bool> finished{false};

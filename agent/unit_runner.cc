@@ -16,8 +16,10 @@
 #include <vector>
 
 #include "agent/dir_sync.h"
+#include "agent/lease_keeper.h"
 #include "agent/retry_decision.h"
 #include "agent/systemd.h"
+#include "spotgrid/core/deadline.h"
 #include "spotgrid/core/log.h"
 
 namespace spotgrid::agent {
@@ -28,7 +30,13 @@ using std::chrono::seconds;
 
 namespace {
 
-constexpr int kMaxVisibilitySeconds = 43200;  // SQS limit for one visibility timeout
+// SQS limit for one message's delay.
+constexpr std::int64_t kMaxMessageDelaySeconds = 900;
+// A requeued unit's fresh message is delayed at least this long, so it reaches another worker
+// after the release that follows it has landed.
+constexpr seconds kRequeueDelayMin{2};
+// Pause before trying an end write again after no verdict, growing with each try.
+constexpr milliseconds kEndWritePause{500};
 constexpr std::size_t kProgressReadLimit = 4096;
 // Tries at confirming the lease before the final sync when the ledger does not answer. The
 // client core has already retried each call; these cover a brief outage on top of that.
@@ -148,9 +156,11 @@ struct UnitRunner::Impl {
   fs::path dir, scratch, output, checkpoint, logs, progress_file, sync_dir;
 
   std::atomic<bool> lost{false};
-  // When the newest successful claim or renewal was sent (monotonic ns; 0 = none yet).
-  std::atomic<std::int64_t> confirmed_at_ns{0};
+  // The lease could not be renewed in time and the unit was stopped before it could run out
+  // (lost is set too: nothing more is written). The unit is then abandoned, not lost.
+  std::atomic<bool> fenced{false};
   std::atomic<bool> cancel_requested{false};
+  std::unique_ptr<LeaseKeeper> keeper;
   // Raised when a periodic sync in flight must stop early (cancel, timeout, stop, lost lease).
   // Only ever raised while one is in flight, so the periodic syncers stay usable for the final
   // sync unless a sync really was cut short.
@@ -169,7 +179,7 @@ struct UnitRunner::Impl {
   // The drain SIGKILLed the row at G: it may have died halfway through writing its checkpoint,
   // so the final sync leaves checkpoint/ in S3 as it is (the last good one).
   bool killed_by_drain = false;
-  Clock::MonoTime next_heartbeat{}, next_sync{}, deadline{};
+  Clock::MonoTime next_sync{}, deadline{};
   bool has_deadline = false;
   std::future<void> periodic;  // the periodic sync in flight, if valid()
 
@@ -178,7 +188,25 @@ struct UnitRunner::Impl {
   Impl(UnitRunnerDeps d, UnitRunnerSettings s, UnitAssignment as, const StopSource* stop)
       : deps(std::move(d)), settings(std::move(s)), a(std::move(as)), agent_stop(stop) {
     lease = {a.unit.job, a.unit.spec.id, a.owner, a.unit.attempt};
-    if (a.claimed_at != Clock::MonoTime{}) NoteConfirmed(a.claimed_at);
+    LeaseKeeper::Callbacks callbacks;
+    callbacks.progress = [this] { return ReadProgressFile(progress_file); };
+    callbacks.on_lost = [this] { MarkLost(); };
+    callbacks.on_cancel = [this] {
+      cancel_requested = true;
+      if (periodic_in_flight) cut_periodic.Request();
+    };
+    callbacks.cap = [this]() -> std::optional<Clock::MonoTime> {
+      auto times = DrainTimesNow();
+      if (!times) return std::nullopt;
+      return times->deadline;
+    };
+    // A claim sent at an unknown time (tests that build assignments by hand) counts from now.
+    const Clock::MonoTime confirmed =
+        a.claimed_at != Clock::MonoTime{} ? a.claimed_at : deps.clock->Monotonic();
+    keeper = std::make_unique<LeaseKeeper>(
+        deps.ledger, *deps.clock, lease,
+        LeaseKeeper::Settings{settings.lease, settings.heartbeat, settings.poll_slice},
+        std::move(callbacks), confirmed);
     dir = UnitDirectory(settings.work_dir, a.slot, lease.job, lease.unit);
     scratch = dir / "scratch";
     output = dir / "output";
@@ -188,7 +216,14 @@ struct UnitRunner::Impl {
     sync_dir = dir / "sync";
   }
 
+  // The keeper's thread calls back into this object: it stops before any member goes.
+  ~Impl() { keeper->Stop(); }
+
   Clock& clock() { return *deps.clock; }
+
+  UnitOutcome LostOrFenced() const {
+    return fenced ? UnitOutcome::kAbandoned : UnitOutcome::kLeaseLost;
+  }
 
   // --- lease --------------------------------------------------------------------------------
 
@@ -204,58 +239,30 @@ struct UnitRunner::Impl {
     final_cut.Request();
   }
 
-  // Renews the lease (with the progress the command reported). True while the lease is ours;
-  // false when it is lost or the ledger could not be reached.
-  bool Renew() {
-    if (lost) return false;
-    const Clock::MonoTime sent = clock().Monotonic();
-    auto renewed = deps.ledger->RenewLease(lease, settings.lease, ReadProgressFile(progress_file));
-    if (!renewed.ok()) {
-      if (renewed.error().IsConditionFailed()) {
-        MarkLost();
-      } else {
-        Logger().warn("lease renewal failed: {}", renewed.error().ToString());
-      }
-      return false;
-    }
-    NoteConfirmed(sent);
-    if (renewed->cancel_requested && !cancel_requested.exchange(true)) {
-      Logger().info("cancel requested by the controller; stopping the unit");
-      if (periodic_in_flight) cut_periodic.Request();
-    }
-    return true;
+  // No renewal landed in time: stop the unit before its lease can run out, so no other
+  // worker ever runs it while this one does, and write nothing more (the lease lapses and the
+  // unit is taken over).
+  void MarkFenced() {
+    if (fenced.exchange(true)) return;
+    Logger().error(
+        "lease on {}/{} attempt {} could not be renewed; stopping the unit {} s before the "
+        "lease could run out and writing nothing more",
+        lease.job, lease.unit, lease.attempt, FenceMargin(settings.heartbeat).count());
+    lost = true;
+    lost_stop.Request();
+    cut_periodic.Request();
+    final_cut.Request();
   }
 
-  // The lease was ours when a claim or renewal sent at `sent` succeeded. Renew runs on the slot
-  // thread and on the periodic sync's, hence the atomic.
-  void NoteConfirmed(Clock::MonoTime sent) {
-    const std::int64_t ns = sent.time_since_epoch().count();
-    std::int64_t seen = confirmed_at_ns.load();
-    while (seen < ns && !confirmed_at_ns.compare_exchange_weak(seen, ns)) {
-    }
-  }
+  // Renews the lease now (with the progress the command reported). True while the lease is
+  // ours; false when it is lost or the ledger could not be reached.
+  bool Renew() { return !lost && keeper->Renew(); }
 
   // A lease confirmed less than half a heartbeat ago needs no new confirmation before the final
   // writes: they then start at least 2.5 heartbeats before the lease can run out (the lease is
-  // three heartbeats), and the heartbeats go on during the transfers exactly as after a
+  // three heartbeats), and the keeper goes on renewing during the transfers exactly as after a
   // confirmation. For a short unit this spares a ledger write.
-  bool RecentlyConfirmed() const {
-    const std::int64_t ns = confirmed_at_ns.load();
-    if (ns == 0) return false;
-    const Clock::MonoTime at{std::chrono::nanoseconds(ns)};
-    return deps.clock->Monotonic() - at < settings.heartbeat / 2;
-  }
-
-  // Lease first, then the message: the message stays hidden one heartbeat past the lease, so
-  // it reappears for another worker only once that worker may take the unit over.
-  void Heartbeat() {
-    if (!Renew()) return;
-    int visibility = static_cast<int>(std::min<std::int64_t>(
-        (settings.lease + settings.heartbeat).count(), kMaxVisibilitySeconds));
-    Status extended =
-        deps.sqs->ChangeMessageVisibility(a.stack.queue_url, a.receipt_handle, visibility);
-    if (!extended.ok()) Logger().warn("could not extend the message: {}", extended.ToString());
-  }
+  bool RecentlyConfirmed() const { return keeper->ConfirmedWithin(settings.heartbeat / 2); }
 
   // --- time ---------------------------------------------------------------------------------
 
@@ -263,10 +270,7 @@ struct UnitRunner::Impl {
   // process is running (only then may the timeout fire or a periodic sync start).
   void Tick(bool running) {
     Clock::MonoTime now = clock().Monotonic();
-    if (!lost && now >= next_heartbeat) {
-      Heartbeat();
-      next_heartbeat = clock().Monotonic() + settings.heartbeat;
-    }
+    if (!lost && now >= keeper->FenceTime()) MarkFenced();
     if (!stopping && agent_stop->Requested()) {
       stopping = true;
       if (periodic_in_flight) cut_periodic.Request();
@@ -304,7 +308,7 @@ struct UnitRunner::Impl {
   // timeout are due only while a row runs (`running`).
   milliseconds NextWait(bool running) const {
     Clock::MonoTime now = deps.clock->Monotonic();
-    Clock::MonoTime next = lost ? Clock::MonoTime::max() : next_heartbeat;
+    Clock::MonoTime next = lost ? Clock::MonoTime::max() : keeper->FenceTime();
     if (running && !periodic.valid()) next = std::min(next, next_sync);
     if (running && has_deadline && !timed_out) next = std::min(next, deadline);
     auto until = std::chrono::duration_cast<milliseconds>(next - now);
@@ -653,17 +657,56 @@ struct UnitRunner::Impl {
     return UnitOutcome::kAbandoned;
   }
 
-  void DeleteMessage() {
-    Status deleted = deps.sqs->DeleteMessage(a.stack.queue_url, a.receipt_handle);
-    if (!deleted.ok()) Logger().warn("could not delete the message: {}", deleted.ToString());
+  // An end write, tried again while its outcome is unknown (no reply, 5xx, throttling) until
+  // `until`: the ledger reuses the transition's id, so a retry recognises its own earlier
+  // write instead of taking it for another worker's. Every try is bounded by `until` too.
+  Status EndWrite(const std::function<Status()>& write, Clock::MonoTime until) {
+    ScopedDeadline scope(until);
+    Status status;
+    for (int attempt = 1;; ++attempt) {
+      status = write();
+      if (status.ok() || status.error().IsConditionFailed()) return status;
+      const Clock::MonoTime now = clock().Monotonic();
+      if (now >= until) return status;
+      const auto pause = std::min<Clock::MonoTime::duration>(kEndWritePause * attempt, until - now);
+      Logger().warn("ending the attempt: {} (trying again)", status.ToString());
+      clock().SleepFor(pause);
+    }
   }
 
-  void ShowMessageAfter(seconds delay) {
-    int visibility = static_cast<int>(std::min<std::int64_t>(delay.count(), kMaxVisibilitySeconds));
-    Status changed =
-        deps.sqs->ChangeMessageVisibility(a.stack.queue_url, a.receipt_handle, visibility);
-    if (!changed.ok())
-      Logger().warn("could not change the message's visibility: {}", changed.ToString());
+  // A requeue sends a fresh message, visible after `delay` (the claim deleted the one the unit
+  // came with), so a message's receive count grows only with deliveries whose worker crashed
+  // before claiming. It goes before the release: a release that lands without its message
+  // would leave a QUEUED unit that only the sweeper's empty-queue rule finds again; a message
+  // that arrives while the lease still stands is set aside until the lease could lapse.
+  Status SendFreshMessage(seconds delay) {
+    SendEntry entry;
+    entry.body = EncodeUnitMessage(lease.job, lease.unit);
+    entry.delay_seconds = static_cast<int>(
+        std::clamp<std::int64_t>(delay.count(), kRequeueDelayMin.count(), kMaxMessageDelaySeconds));
+    auto sent = deps.sqs->SendMessageBatch(a.stack.queue_url, std::span<const SendEntry>(&entry, 1));
+    if (!sent.ok()) return sent.error();
+    if (!sent->ok()) return sent->failed.front().error;
+    return Status::Ok();
+  }
+
+  // The requeue path of Finish: fresh message, then the release (uncounted, or a counted
+  // failure).
+  UnitOutcome Requeue(const AttemptEnd& attempt_end, bool count_failure, seconds delay,
+                      Clock::MonoTime until, UnitOutcome outcome) {
+    Status sent = EndWrite([&] { return SendFreshMessage(delay); }, until);
+    if (!sent.ok()) {
+      Logger().warn(
+          "could not send the unit's message again ({}); releasing it anyway: the sweeper "
+          "sends messages for queued units once the queue is empty",
+          sent.ToString());
+    }
+    Status released =
+        EndWrite([&] { return deps.ledger->ReleaseUnit(attempt_end, count_failure); }, until);
+    if (!released.ok()) {
+      return LedgerWriteFailed(released, count_failure ? "retry" : "interrupted");
+    }
+    return outcome;
   }
 
   UnitOutcome Finish(End end, const std::optional<ProcessExit>& exit, std::string error,
@@ -675,20 +718,27 @@ struct UnitRunner::Impl {
     // A drain writes its end only before D: after it the instance may be gone mid-write, and
     // a lease left to run out is an end every other worker understands (a takeover).
     const std::optional<DrainTimes> drain = DrainTimesNow();
-    if (drain && clock().Monotonic() >= drain->deadline) {
+    // Every end write is over before the unit's fence (the lease as last confirmed, less the
+    // skew margin) and, draining, before D: past either, the write could land after another
+    // worker took the unit over, or after the instance is gone.
+    Clock::MonoTime until = keeper->FenceTime();
+    if (drain) until = std::min(until, drain->deadline);
+    if (clock().Monotonic() >= until) {
       Logger().warn(
-          "drain: the deadline passed before the unit could be released; leaving "
-          "its lease to run out");
+          "{}: no time left to record the end of the attempt; leaving its lease to run out",
+          drain ? "drain" : "lease");
       return UnitOutcome::kAbandoned;
     }
+    auto finish = [&](UnitState to) {
+      return EndWrite([&] { return deps.ledger->FinishUnit(attempt_end, to); }, until);
+    };
 
     if (end == End::kCancelled) {
       attempt_end.reason = "cancelled";
       attempt_end.error = "cancelled";
-      if (Status s = deps.ledger->FinishUnit(attempt_end, UnitState::kCancelled); !s.ok()) {
+      if (Status s = finish(UnitState::kCancelled); !s.ok()) {
         return LedgerWriteFailed(s, "cancelled");
       }
-      DeleteMessage();
       return UnitOutcome::kCancelled;
     }
     // An interruption, or a finished command whose outputs could not all reach S3: not the
@@ -700,12 +750,10 @@ struct UnitRunner::Impl {
               ? (drain ? "agent draining: " + std::string(ToString(deps.drain->StartedBy()))
                        : std::string("agent stopped"))
               : "final sync failed: " + synced.ToString();
-      if (Status s = deps.ledger->ReleaseUnit(attempt_end, false); !s.ok()) {
-        return LedgerWriteFailed(s, "interrupted");
-      }
       // Draining, this worker goes away: another one may resume the unit at once.
-      ShowMessageAfter(end == End::kInterrupted || drain ? seconds(0) : RetryBackoff(1));
-      return UnitOutcome::kInterrupted;
+      const seconds delay = end == End::kInterrupted || drain ? seconds(0) : RetryBackoff(1);
+      return Requeue(attempt_end, /*count_failure=*/false, delay, until,
+                     UnitOutcome::kInterrupted);
     }
 
     const bool timeout = end == End::kTimedOut;
@@ -715,28 +763,23 @@ struct UnitRunner::Impl {
     switch (verdict) {
       case Verdict::kSucceed: {
         attempt_end.reason = "succeeded";
-        if (Status s = deps.ledger->FinishUnit(attempt_end, UnitState::kSucceeded); !s.ok()) {
+        if (Status s = finish(UnitState::kSucceeded); !s.ok()) {
           return LedgerWriteFailed(s, "succeeded");
         }
-        DeleteMessage();
         return UnitOutcome::kSucceeded;
       }
       case Verdict::kRetry: {
         attempt_end.reason = timeout ? "timeout" : "failed";
         attempt_end.error = error;
-        if (Status s = deps.ledger->ReleaseUnit(attempt_end, true); !s.ok()) {
-          return LedgerWriteFailed(s, "retry");
-        }
-        ShowMessageAfter(RetryBackoff(a.unit.failures + 1));
-        return UnitOutcome::kRetrying;
+        return Requeue(attempt_end, /*count_failure=*/true, RetryBackoff(a.unit.failures + 1),
+                       until, UnitOutcome::kRetrying);
       }
       case Verdict::kFail: {
         attempt_end.reason = timeout ? "timeout" : "failed";
         attempt_end.error = error;
-        if (Status s = deps.ledger->FinishUnit(attempt_end, UnitState::kFailed); !s.ok()) {
+        if (Status s = finish(UnitState::kFailed); !s.ok()) {
           return LedgerWriteFailed(s, "failed");
         }
-        DeleteMessage();
         return UnitOutcome::kFailed;
       }
     }
@@ -754,7 +797,7 @@ struct UnitRunner::Impl {
     LogContext context(lease.job, lease.unit, lease.attempt);
     Logger().info("attempt {} started in slot {} ({} rows)", lease.attempt, a.slot,
                   a.unit.spec.rows.size());
-    next_heartbeat = clock().Monotonic() + settings.heartbeat;
+    keeper->Start();
     next_sync = clock().Monotonic() + settings.sync_interval;
 
     std::optional<ProcessExit> exit;
@@ -779,23 +822,28 @@ struct UnitRunner::Impl {
     }
     AwaitPeriodic();
     if (end == End::kLost || lost) {
+      keeper->Stop();
       RemoveDirectory();
-      return UnitOutcome::kLeaseLost;
+      return LostOrFenced();
     }
     if (end == End::kNotStarted && exit == std::nullopt && error.empty()) error = "not started";
 
     // The final writes, each under a lease confirmed just before.
     if (!ConfirmLease()) {
-      UnitOutcome outcome = lost ? UnitOutcome::kLeaseLost : UnitOutcome::kAbandoned;
+      keeper->Stop();
+      UnitOutcome outcome = lost ? LostOrFenced() : UnitOutcome::kAbandoned;
       if (!lost)
         Logger().error("could not confirm the lease before the final sync; leaving the unit");
       RemoveDirectory();
       return outcome;
     }
     Status synced = output_sync ? FinalSync() : Status::Ok();
+    // The keeper renews through the final sync; the end writes then run against the fence its
+    // last renewal set (a renewal racing the unit's own end write would find the unit gone).
+    keeper->Stop();
     if (lost) {
       RemoveDirectory();
-      return UnitOutcome::kLeaseLost;
+      return LostOrFenced();
     }
     if (!synced.ok()) Logger().warn("final sync failed: {}", synced.ToString());
     // A not-started attempt is a failure without an exit code.

@@ -3,26 +3,33 @@
 //   fresh directories <work_dir>/slots/<slot>/<job>/<unit>/{scratch,output,checkpoint,logs}
 //   -> restore the checkpoint from S3 (attempt > 1)
 //   -> run the unit's rows in order, each as its own UnitProcess (a failing row ends the run)
-//   -> heartbeat (message visibility + lease + progress) and periodic sync while they run
-//   -> final sync -> FinishUnit / ReleaseUnit -> delete the message / make it visible later
+//   -> lease renewals (LeaseKeeper, its own thread) and periodic syncs while they run
+//   -> final sync -> FinishUnit, or a fresh message and ReleaseUnit for a requeue
+//
+// The unit's message was deleted when the agent claimed it: a requeue (retry, interruption)
+// sends a fresh one, delayed by the backoff, and a unit whose worker vanished is found by the
+// sweeper once its lease lapses.
 //
 // The runner writes to S3 only under a lease it has just confirmed (a RenewLease before every
 // sync, unless the claim or a renewal sent less than half a heartbeat ago confirmed it), and once
 // the ledger says the lease is gone it kills the process group and writes nothing more anywhere:
-// the unit belongs to a newer attempt.
+// the unit belongs to a newer attempt. When no renewal lands in time, the unit is killed at the
+// fence time (the lease as last confirmed, less a skew margin), before anyone may take it over,
+// and again nothing more is written. Every end write is bounded by that fence and, draining, by
+// the drain's deadline D, and is tried again while its outcome is unknown.
 //
 // A drain (the agent's stop source raised, its DrainPlan set) sends the checkpoint signal to the
 // running row's process group at once, waits for it until G by the Clock and SIGKILLs it
 // then; a last row that exits 0 within that grace finishes normally. The final sync goes
-// checkpoint first, then outputs, then logs, cut off at R; the release (interrupted, not
-// counted; message visible at once) happens only before D, else nothing is written and the
+// checkpoint first, then outputs, then logs, cut off at R; a row SIGKILLed at G has no
+// checkpoint sync at all (it may have died mid-write: S3 keeps the last good checkpoint). The
+// release (interrupted, not counted) happens only before D, else nothing is written and the
 // lease runs out (drain_plan.h).
 //
 // Transfers (checkpoint restore, syncs) run on a helper thread while the slot thread keeps
-// heartbeating, so a sync longer than the lease never loses it. The slot thread waits on the
-// process (or the transfer) in slices of at most `poll_slice`, then looks at the clock and the
-// stop flag: a stop is noticed within one slice; time decisions (heartbeat, sync, timeout)
-// are made on the Clock, so tests drive them with a FakeClock.
+// watching the process, the clock and the stop flag in slices of at most `poll_slice`: a stop
+// is noticed within one slice; time decisions (fence, sync, timeout) are made on the Clock, so
+// tests drive them with a FakeClock.
 //
 // Thread-safety: Run() is called once, on the slot thread. Everything else it needs arrives
 // in the constructor; the agent stops it through the StopSource it passed in.
@@ -78,7 +85,6 @@ struct UnitAssignment {
   UnitRecord unit;    // as ClaimUnit returned it: rows, attempt (this one), failures before it
   std::string owner;  // "<instance>/<slot>", the lease owner
   int slot = 0;
-  std::string receipt_handle;
   // When the claim was sent (by the Clock): the lease is known to be ours from then on until
   // it runs out. The epoch (default) means unknown.
   Clock::MonoTime claimed_at{};
@@ -86,13 +92,14 @@ struct UnitAssignment {
 
 // How the attempt ended, from the agent's side.
 enum class UnitOutcome {
-  kSucceeded,    // SUCCEEDED, message deleted
-  kRetrying,     // released as a counted failure; message comes back after RetryBackoff
-  kFailed,       // FAILED, message deleted
-  kCancelled,    // CANCELLED at the controller's request, message deleted
-  kInterrupted,  // agent stopping: released uncounted, message visible again at once
+  kSucceeded,    // SUCCEEDED
+  kRetrying,     // released as a counted failure; a fresh message comes after RetryBackoff
+  kFailed,       // FAILED
+  kCancelled,    // CANCELLED at the controller's request
+  kInterrupted,  // agent stopping: released uncounted, a fresh message visible at once
   kLeaseLost,    // another worker holds the unit now: killed, nothing written
-  kAbandoned,    // the ledger could not be reached to end the attempt: nothing written; the
+  kAbandoned,    // the ledger could not be reached to renew the lease (the unit was killed at
+                 // its fence) or to end the attempt: nothing written; the
                  // lease runs out and another worker takes the unit over
 };
 std::string_view ToString(UnitOutcome outcome);

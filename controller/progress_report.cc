@@ -34,6 +34,8 @@ ProgressReport BuildProgressReport(const ProgressInputs& inputs, Clock::WallTime
   report.repair = inputs.repair;
   report.count_check = inputs.count_check;
   report.price_error = inputs.price_error;
+  report.dead_letters = inputs.dead_letters;
+  report.dead_letters_error = inputs.dead_letters_error;
 
   // A job younger than the window is measured over its own age, so its first minutes are not
   // diluted by time before it existed.
@@ -139,6 +141,14 @@ std::string RenderProgressText(const ProgressReport& report) {
     out += " (give --price TYPE=USD_PER_HOUR)\n";
   }
   if (!report.price_error.empty()) out += "spot prices unavailable: " + report.price_error + "\n";
+  // The queue is the stack's: its dead letters may belong to any job.
+  if (report.dead_letters && *report.dead_letters > 0) {
+    out += "dead-letter queue: " + FormatCount(*report.dead_letters) +
+           " message(s); the agents' sweeper marks their units FAILED (poison), and "
+           "`controller retry --failed` requeues them\n";
+  } else if (!report.dead_letters_error.empty()) {
+    out += "dead-letter queue unreadable: " + report.dead_letters_error + "\n";
+  }
 
   if (!report.running.empty()) {
     out += "\nrunning (newest first):\n";
@@ -223,6 +233,9 @@ nlohmann::json ProgressReportJson(const ProgressReport& report) {
                 cost.to_finish_usd ? nlohmann::json(*cost.to_finish_usd) : nlohmann::json(nullptr)},
                {"workers", std::move(workers)}};
   if (!report.price_error.empty()) j["price_error"] = report.price_error;
+  j["dead_letters"] =
+      report.dead_letters ? nlohmann::json(*report.dead_letters) : nlohmann::json(nullptr);
+  if (!report.dead_letters_error.empty()) j["dead_letters_error"] = report.dead_letters_error;
   if (report.repair) {
     j["repair"] = {{"settled", report.repair->intents_settled},
                    {"reverted", report.repair->intents_reverted},

@@ -35,6 +35,10 @@ struct ProgressInputs {
   std::optional<RepairReport> repair;  // when counters were repaired on the way
   std::optional<CountCheck> count_check;  // when counters were compared with the units
   bool exact = false;                     // counts recounted from the unit items
+  // Messages in the stack's dead-letter queue (ApproximateNumberOfMessages); nullopt when it
+  // could not be read, with the reason in dead_letters_error.
+  std::optional<std::int64_t> dead_letters;
+  std::string dead_letters_error;
 };
 
 struct RunningUnitView {
@@ -69,6 +73,8 @@ struct ProgressReport {
   std::optional<RepairReport> repair;
   std::optional<CountCheck> count_check;
   bool exact = false;
+  std::optional<std::int64_t> dead_letters;  // as in ProgressInputs
+  std::string dead_letters_error;
 };
 
 ProgressReport BuildProgressReport(const ProgressInputs& inputs, Clock::WallTime now);

@@ -1,6 +1,7 @@
 // controller init: creates a stack's work queue, dead-letter queue, ledger table and bucket,
 // each only if missing, and stores the stack item. Running it again changes nothing: every
-// resource is looked up first and an existing one is checked, never modified.
+// resource is looked up first and an existing one is checked, never modified, with one
+// exception: a work queue that keeps messages less than 14 days gets the 14 days.
 #include <cstdio>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -16,6 +17,10 @@ namespace {
 
 constexpr int kReceiveWaitSeconds = 20;
 constexpr auto kTableTimeout = std::chrono::seconds(120);
+// Both queues keep messages as long as SQS allows (14 days): a unit may wait in the queue for
+// as long as its job runs, and a message that expired would leave its unit without one until
+// a sweeper notices (docs/ledger.md, "Messages and the sweeper").
+constexpr const char* kRetentionSeconds = "1209600";
 
 // S3's bucket naming rules (general purpose buckets).
 Status ValidateBucketName(std::string_view bucket) {
@@ -148,7 +153,25 @@ struct Step {
   std::string what;
   std::string name;
   bool created = false;
+  std::string updated{};  // what init changed on an existing resource ("" for nothing)
 };
+
+// An existing work queue keeps messages for 14 days. Unlike the settings CheckWorkQueue
+// guards, a longer retention changes nothing a running fleet relies on, so init sets it
+// rather than refusing. Returns what it changed ("" when nothing).
+Result<std::string> EnsureRetention(Sqs& sqs, const std::string& url) {
+  auto attributes = sqs.GetQueueAttributes(url, {"MessageRetentionPeriod"});
+  if (!attributes.ok()) return attributes.error();
+  auto it = attributes->find("MessageRetentionPeriod");
+  const std::string was = it == attributes->end() ? "" : it->second;
+  if (was == kRetentionSeconds) return std::string();
+  if (Status set = sqs.SetQueueAttributes(url, {{"MessageRetentionPeriod", kRetentionSeconds}});
+      !set.ok()) {
+    return set.error();
+  }
+  return "message retention " + (was.empty() ? std::string("?") : was) + " s -> " +
+         kRetentionSeconds + " s (14 days)";
+}
 
 int RunInit(const Args& args, Controller& controller) {
   auto usage = [&](const std::string& message) {
@@ -238,7 +261,7 @@ int RunInit(const Args& args, Controller& controller) {
     CreateQueueRequest request;
     request.name = dlq_name;
     // The longest retention, so failed units' messages stay inspectable for two weeks.
-    request.attributes["MessageRetentionPeriod"] = "1209600";
+    request.attributes["MessageRetentionPeriod"] = kRetentionSeconds;
     auto created = sqs.CreateQueue(request);
     if (!created.ok()) return ReportError(controller, created.error());
     *dlq_url = *created;
@@ -254,13 +277,16 @@ int RunInit(const Args& args, Controller& controller) {
     request.name = queue_name;
     request.attributes["VisibilityTimeout"] = std::to_string(info.visibility_s);
     request.attributes["ReceiveMessageWaitTimeSeconds"] = std::to_string(kReceiveWaitSeconds);
+    request.attributes["MessageRetentionPeriod"] = kRetentionSeconds;
     request.redrive_policy = RedrivePolicy{*dlq_arn, info.max_receives};
     auto created = sqs.CreateQueue(request);
     if (!created.ok()) return ReportError(controller, created.error());
     *queue_url = *created;
     steps.push_back({"work queue", queue_name, true});
   } else {
-    steps.push_back({"work queue", queue_name, false});
+    auto updated = EnsureRetention(sqs, *queue_url);
+    if (!updated.ok()) return ReportError(controller, updated.error());
+    steps.push_back({"work queue", queue_name, false, *updated});
   }
   auto queue_arn = QueueArn(sqs, *queue_url);
   if (!queue_arn.ok()) return ReportError(controller, queue_arn.error());
@@ -320,14 +346,22 @@ int RunInit(const Args& args, Controller& controller) {
       if (step.created) created.push_back(step.what);
     }
     doc["created"] = created;
+    nlohmann::ordered_json updated = nlohmann::ordered_json::array();
+    for (const Step& step : steps) {
+      if (!step.updated.empty()) updated.push_back({{"what", step.what}, {"change", step.updated}});
+    }
+    doc["updated"] = updated;
     doc["stack_item_stored"] = store;
     std::fprintf(out, "%s\n", doc.dump(2).c_str());
     return kExitOk;
   }
   std::fprintf(out, "stack %s (%s)\n", info.name.c_str(), info.region.c_str());
   for (const Step& step : steps) {
+    const std::string outcome =
+        step.created ? "created"
+                     : (step.updated.empty() ? "exists" : "exists; updated " + step.updated);
     std::fprintf(out, "  %-18s %-40s %s\n", step.what.c_str(), step.name.c_str(),
-                 step.created ? "created" : "exists");
+                 outcome.c_str());
   }
   std::fprintf(out, "  %-18s %-40s %s\n", "stack item", info.table.c_str(),
                store ? (existing ? "updated" : "stored") : "unchanged");
@@ -358,8 +392,9 @@ Verb InitVerb() {
       "Creates, each only if missing: the dead-letter queue spotgrid-STACK-dlq, the work\n"
       "queue spotgrid-STACK (long polling, redrive to the dead-letter queue), the ledger\n"
       "table spotgrid-STACK and the bucket; then stores the stack item in the ledger.\n"
-      "Running init again changes nothing; an existing queue with other settings is\n"
-      "reported, never modified.\n";
+      "Both queues keep messages 14 days. Running init again changes nothing; an existing\n"
+      "work queue with other settings is reported, never modified, except that a shorter\n"
+      "message retention is raised to 14 days (and said so).\n";
   return Verb{std::move(spec), RunInit};
 }
 

@@ -1,14 +1,18 @@
 // controller progress: where a job stands. Reads the job counters (constant time for any
 // grid size), the last minutes' completions, the running units, the latest failures and the
 // workers' reported time, and prices that time.
+#include <exception>
 #include <future>
+#include <memory>
 #include <set>
+#include <string>
 
 #include "cost.h"
 #include "job_selection.h"
 #include "output.h"
 #include "progress_report.h"
 #include "spotgrid/services/ec2_client.h"
+#include "spotgrid/services/sqs_client.h"
 #include "verb_options.h"
 #include "verbs/verbs.h"
 
@@ -50,8 +54,24 @@ class PriceCache {
   std::string error_;
 };
 
-Result<ProgressReport> Collect(Controller& controller, Ledger& ledger, JobRecord job, bool exact,
-                               PriceCache& prices) {
+// Messages in the dead-letter queue: one GetQueueAttributes.
+Result<std::int64_t> DeadLetterDepth(Sqs& sqs, const std::string& dlq_url) {
+  auto attributes = sqs.GetQueueAttributes(dlq_url, {"ApproximateNumberOfMessages"});
+  if (!attributes.ok()) return attributes.error();
+  auto it = attributes->find("ApproximateNumberOfMessages");
+  if (it == attributes->end()) {
+    return Error::Io("GetQueueAttributes", "no ApproximateNumberOfMessages for " + dlq_url);
+  }
+  try {
+    return static_cast<std::int64_t>(std::stoll(it->second));
+  } catch (const std::exception&) {
+    return Error::Io("GetQueueAttributes", "unreadable ApproximateNumberOfMessages '" +
+                                               it->second + "' for " + dlq_url);
+  }
+}
+
+Result<ProgressReport> Collect(Controller& controller, Ledger& ledger, const StackInfo& stack,
+                               JobRecord job, bool exact, PriceCache& prices) {
   ProgressInputs inputs;
   inputs.exact = exact;
   const std::string id = job.spec.id;
@@ -82,11 +102,34 @@ Result<ProgressReport> Collect(Controller& controller, Ledger& ledger, JobRecord
   auto failures = std::async(std::launch::async, [&] {
     return ledger.RecentInState(id, UnitState::kFailed, kFailuresShown);
   });
+  // The dead-letter queue's depth is shown, never a reason for progress to fail.
+  std::shared_ptr<Sqs> sqs;
+  std::string dead_letters_error;
+  if (!stack.dlq_url.empty()) {
+    auto client = controller.sqs();
+    if (client.ok()) {
+      sqs = *client;
+    } else {
+      dead_letters_error = client.error().ToString();
+    }
+  }
+  auto dead_letters = std::async(std::launch::async, [&]() -> Result<std::int64_t> {
+    if (!sqs) return Error::InvalidInput("the stack item names no dead-letter queue");
+    return DeadLetterDepth(*sqs, stack.dlq_url);
+  });
   auto workers = ledger.ListWorkers();
   auto counts_result = counts.get();
   auto window_result = window.get();
   auto running_result = running.get();
   auto failures_result = failures.get();
+  auto dead_letters_result = dead_letters.get();
+  if (dead_letters_result.ok()) {
+    inputs.dead_letters = *dead_letters_result;
+  } else if (sqs) {
+    inputs.dead_letters_error = dead_letters_result.error().ToString();
+  } else {
+    inputs.dead_letters_error = dead_letters_error;
+  }
   if (!counts_result.ok()) return counts_result.error();
   if (!exact) {
     // Counters that drifted from the units (a writer that failed for good between its writes)
@@ -134,7 +177,7 @@ int RunProgress(const Args& args, Controller& controller) {
   const bool redraw = watch && controller.out_is_terminal() && !json;
   JobRecord current = std::move(*job);
   for (;;) {
-    auto report = Collect(controller, *stack->ledger, current, exact, prices);
+    auto report = Collect(controller, *stack->ledger, stack->info, current, exact, prices);
     if (!report.ok()) return ReportError(controller, report.error());
     if (json) {
       std::fprintf(controller.out(), "%s\n", ProgressReportJson(*report).dump().c_str());

@@ -142,6 +142,54 @@ TEST_F(ControllerInitTest, AnExistingQueueWithOtherSettingsIsReportedAndLeftAlon
   EXPECT_EQ(attributes["VisibilityTimeout"], "120");
 }
 
+TEST_F(ControllerInitTest, AFreshStackKeepsMessagesFourteenDaysInBothQueues) {
+  Ran ran = Init({"--json"});
+  ASSERT_EQ(ran.code, 0) << ran.err;
+  json info = ParseJson(ran.out);
+  EXPECT_EQ(CliQueueAttributes(info["queue_url"])["MessageRetentionPeriod"], "1209600");
+  EXPECT_EQ(CliQueueAttributes(info["dlq_url"])["MessageRetentionPeriod"], "1209600");
+  EXPECT_EQ(info["updated"], json::array());
+}
+
+TEST_F(ControllerInitTest, InitOverAWorkQueueWithTheDefaultRetentionRaisesItAndSaysSo) {
+  Ran first = Init({"--json"});
+  ASSERT_EQ(first.code, 0) << first.err;
+  const std::string queue_url = ParseJson(first.out)["queue_url"];
+  // A stack made before init set the retention: SQS's default of 4 days.
+  Ran reset = RunAws("AWS_ENDPOINT_URL_SQS",
+                     {"sqs", "set-queue-attributes", "--queue-url", queue_url, "--attributes",
+                      "MessageRetentionPeriod=345600"});
+  ASSERT_EQ(reset.code, 0) << reset.err;
+  ASSERT_EQ(CliQueueAttributes(queue_url)["MessageRetentionPeriod"], "345600");
+
+  Ran text = Init();
+  ASSERT_EQ(text.code, 0) << text.err;
+  EXPECT_NE(text.out.find("exists; updated message retention 345600 s -> 1209600 s (14 days)"),
+            std::string::npos)
+      << text.out;
+  json attributes = CliQueueAttributes(queue_url);
+  EXPECT_EQ(attributes["MessageRetentionPeriod"], "1209600");
+  EXPECT_EQ(attributes["VisibilityTimeout"], "900");  // nothing else was touched
+
+  Ran again = Init({"--json"});
+  ASSERT_EQ(again.code, 0) << again.err;
+  EXPECT_EQ(ParseJson(again.out)["updated"], json::array());
+  EXPECT_EQ(ParseJson(again.out)["created"], json::array());
+}
+
+TEST_F(ControllerInitTest, ARetentionToRaiseDoesNotOverrideARefusedSetting) {
+  ASSERT_EQ(Init({"--visibility", "120"}).code, 0);
+  const std::string queue_url = ParseJson(Init({"--json"}).out)["queue_url"];
+  Ran reset = RunAws("AWS_ENDPOINT_URL_SQS",
+                     {"sqs", "set-queue-attributes", "--queue-url", queue_url, "--attributes",
+                      "MessageRetentionPeriod=345600"});
+  ASSERT_EQ(reset.code, 0) << reset.err;
+  Ran conflict = Init({"--visibility", "30"});
+  EXPECT_EQ(conflict.code, 2) << conflict.out;
+  // Refused before anything was changed: the retention too is as it was.
+  EXPECT_EQ(CliQueueAttributes(queue_url)["MessageRetentionPeriod"], "345600");
+}
+
 TEST_F(ControllerInitTest, AStackCannotMoveToAnotherBucket) {
   ASSERT_EQ(Init().code, 0);
   Ran moved = RunControllerBinary({"init", "--stack", stack_, "--bucket", bucket_ + "-other"});

@@ -351,6 +351,39 @@ TEST_F(ControllerVerbsTest, ProgressWithoutJobTakesTheMostRecentAndSaysWhich) {
   EXPECT_NE(ran.err.find("most recent of 2 jobs"), std::string::npos) << ran.err;
 }
 
+TEST_F(ControllerVerbsTest, ProgressShowsTheDeadLetterQueuesDepthWithAHintOnlyWhenItHoldsAny) {
+  Enqueue("j1", "id,seed,label\nx,1,a\n", kTemplate);
+  Ran empty = Run({"progress", "--job", "j1", "--json"});
+  ASSERT_EQ(empty.code, 0) << empty.err;
+  EXPECT_EQ(ParseJson(empty.out)["dead_letters"], 0);
+  Ran quiet = Run({"progress", "--job", "j1"});
+  ASSERT_EQ(quiet.code, 0) << quiet.err;
+  EXPECT_EQ(quiet.out.find("dead-letter"), std::string::npos) << quiet.out;
+
+  ASSERT_FALSE(stack_info_.dlq_url.empty());
+  std::vector<SendEntry> entries(2);
+  entries[0].body = EncodeUnitMessage("j1", "x");
+  entries[1].body = "not a unit message";
+  auto sent = sqs_->SendMessageBatch(stack_info_.dlq_url, entries);
+  ASSERT_TRUE(sent.ok() && sent->ok());
+  // SQS's counts are approximate: wait until progress sees both.
+  json doc;
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        Ran ran = Run({"progress", "--job", "j1", "--json"});
+        doc = ParseJson(ran.out);
+        return ran.code == 0 && doc.is_object() && doc["dead_letters"] == 2;
+      },
+      std::chrono::milliseconds(20000), std::chrono::milliseconds(200)))
+      << doc.dump();
+  Ran text = Run({"progress", "--job", "j1"});
+  ASSERT_EQ(text.code, 0) << text.err;
+  EXPECT_NE(text.out.find("dead-letter queue: 2 message(s); the agents' sweeper marks their units "
+                          "FAILED (poison), and `controller retry --failed` requeues them"),
+            std::string::npos)
+      << text.out;
+}
+
 TEST_F(ControllerVerbsTest, ProgressWatchStopsWhenTheJobIsDone) {
   Enqueue("j1", "id,seed,label\nx,1,a\n", kTemplate);
   Succeed("j1", "x");

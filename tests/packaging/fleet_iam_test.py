@@ -226,7 +226,11 @@ class IamPolicyTest(unittest.TestCase):
         self.assertEqual(actions, {
             "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility",
             "sqs:GetQueueAttributes",
+            # A requeue's fresh message and the sweeper's resends (SendMessageBatch).
+            "sqs:SendMessage",
             "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem",
+            # The sweeper reads the by_state index (active jobs, RUNNING and QUEUED units).
+            "dynamodb:Query",
             "s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload",
             "s3:ListBucket",
             "autoscaling:SetInstanceProtection", "autoscaling:RecordLifecycleActionHeartbeat",
@@ -236,6 +240,10 @@ class IamPolicyTest(unittest.TestCase):
         for statement in load_json("agent-policy.json")["Statement"]:
             self.assertEqual(statement["Effect"], "Allow")
             self.assertNotIn("dynamodb:Scan", as_list(statement["Action"]))
+            if "dynamodb:Query" in as_list(statement["Action"]):
+                # Only the state index: the agent never queries a job's partition wholesale.
+                for resource in as_list(statement["Resource"]):
+                    self.assertTrue(resource.endswith("/index/by_state"), resource)
 
     def test_ScopedToTheStacksResources(self):
         for name in POLICIES:

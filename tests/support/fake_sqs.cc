@@ -131,7 +131,16 @@ Result<std::string> FakeSqs::CreateQueue(const CreateQueueRequest& request) {
     ++calls_["CreateQueue"];
     if (FindQueue(kUrlBase + request.name) != nullptr) return kUrlBase + request.name;
   }
-  return AddQueue(request.name, visibility);
+  std::string url = AddQueue(request.name, visibility);
+  std::lock_guard<std::mutex> lock(mu_);
+  Queue& queue = queues_[url];
+  for (const auto& [name, value] : request.attributes) {
+    if (name != "VisibilityTimeout") queue.attributes[name] = value;
+  }
+  if (request.redrive_policy) {
+    queue.attributes["RedrivePolicy"] = request.redrive_policy->ToAttributeValue();
+  }
+  return url;
 }
 
 Result<std::string> FakeSqs::GetQueueUrl(const std::string& name) {
@@ -159,6 +168,7 @@ Result<std::map<std::string, std::string>> FakeSqs::GetQueueAttributes(
       {"ApproximateNumberOfMessagesDelayed", "0"},
       {"VisibilityTimeout", std::to_string(queue->visibility_s)},
   };
+  all.insert(queue->attributes.begin(), queue->attributes.end());
   if (std::find(names.begin(), names.end(), "All") != names.end()) return all;
   std::map<std::string, std::string> out;
   for (const std::string& name : names) {
@@ -181,8 +191,13 @@ Result<SendMessageBatchResult> FakeSqs::SendMessageBatch(const std::string& queu
   Queue* queue = FindQueue(queue_url);
   if (queue == nullptr) return QueueMissing("SendMessageBatch");
   SendMessageBatchResult result;
-  for (const SendEntry& entry : entries)
+  for (const SendEntry& entry : entries) {
     result.message_ids.push_back(SendLocked(*queue, entry.body));
+    // DelaySeconds: the message becomes visible that long after the send, by the clock.
+    if (entry.delay_seconds) {
+      queue->messages.back().visible_at += std::chrono::seconds(*entry.delay_seconds);
+    }
+  }
   sent_.notify_all();
   return result;
 }
@@ -295,6 +310,22 @@ Status FakeSqs::PurgeQueue(const std::string& queue_url) {
   Queue* queue = FindQueue(queue_url);
   if (queue == nullptr) return QueueMissing("PurgeQueue");
   for (StoredMessage& m : queue->messages) m.deleted = true;
+  return Status::Ok();
+}
+
+Status FakeSqs::SetQueueAttributes(const std::string& queue_url,
+                                   const std::map<std::string, std::string>& attributes) {
+  std::lock_guard<std::mutex> lock(mu_);
+  ++calls_["SetQueueAttributes"];
+  Queue* queue = FindQueue(queue_url);
+  if (queue == nullptr) return QueueMissing("SetQueueAttributes");
+  for (const auto& [name, value] : attributes) {
+    if (name == "VisibilityTimeout") {
+      queue->visibility_s = std::stoi(value);
+    } else {
+      queue->attributes[name] = value;
+    }
+  }
   return Status::Ok();
 }
 

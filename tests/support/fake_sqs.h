@@ -75,6 +75,10 @@ class FakeSqs final : public Sqs {
   Result<BatchResult> ChangeMessageVisibilityBatch(
       const std::string& queue_url, std::span<const VisibilityEntry> entries) override;
   Status PurgeQueue(const std::string& queue_url) override;
+  // VisibilityTimeout changes the queue's default; every other attribute is only stored and
+  // reported back by GetQueueAttributes.
+  Status SetQueueAttributes(const std::string& queue_url,
+                            const std::map<std::string, std::string>& attributes) override;
 
  private:
   struct StoredMessage {
@@ -89,6 +93,9 @@ class FakeSqs final : public Sqs {
     int visibility_s = 900;
     std::vector<StoredMessage> messages;  // in send order
     int duplicate_next = 0;
+    // Attributes set at creation or with SetQueueAttributes, as strings (SQS's defaults
+    // until then); VisibilityTimeout lives in visibility_s.
+    std::map<std::string, std::string> attributes = {{"MessageRetentionPeriod", "345600"}};
   };
 
   Queue* FindQueue(const std::string& url);  // requires mu_

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <tuple>
 
 namespace spotgrid::testing {
 namespace {
@@ -56,6 +57,16 @@ const char* OpName(FakeUnitLeases::Op op) {
       return "FlushIntents";
     case FakeUnitLeases::Op::kPutWorker:
       return "PutWorker";
+    case FakeUnitLeases::Op::kGetUnit:
+      return "GetUnit";
+    case FakeUnitLeases::Op::kListActiveJobs:
+      return "ListActiveJobs";
+    case FakeUnitLeases::Op::kListUnitsInState:
+      return "ListUnitsInState";
+    case FakeUnitLeases::Op::kMarkSwept:
+      return "MarkSwept";
+    case FakeUnitLeases::Op::kFailPoisoned:
+      return "FailPoisoned";
   }
   return "?";
 }
@@ -270,6 +281,117 @@ Status FakeUnitLeases::PutWorker(const WorkerRecord& worker) {
   if (auto error = Enter(Op::kPutWorker)) return *error;
   workers_[worker.instance_id] = worker;
   return Status::Ok();
+}
+
+Result<std::optional<UnitRecord>> FakeUnitLeases::GetUnit(const std::string& job,
+                                                         const std::string& unit) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (auto error = Enter(Op::kGetUnit)) return *error;
+  const StoredUnit* stored = FindUnit(job, unit);
+  if (stored == nullptr) return std::optional<UnitRecord>();
+  return std::optional<UnitRecord>(stored->record);
+}
+
+Result<std::vector<JobRecord>> FakeUnitLeases::ListActiveJobs() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (auto error = Enter(Op::kListActiveJobs)) return *error;
+  std::vector<JobRecord> active;
+  for (const auto& [id, job] : jobs_) {
+    const JobRecord& r = job.record;
+    if (r.enqueue_state != "DONE" || r.succeeded + r.failed + r.cancelled < r.spec.total) {
+      active.push_back(r);
+    }
+  }
+  return active;
+}
+
+Status FakeUnitLeases::ListUnitsInState(
+    const std::string& job, UnitState state, std::optional<Clock::WallTime> entered_before,
+    const std::function<bool(const std::vector<UnitRecord>&)>& on_page) {
+  std::vector<UnitRecord> units;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (auto error = Enter(Op::kListUnitsInState)) return *error;
+    auto it = jobs_.find(job);
+    if (it == jobs_.end()) return Status::Ok();
+    for (const auto& [id, unit] : it->second.units) {
+      const UnitRecord& r = unit.record;
+      if (r.state != state) continue;
+      if (entered_before && !(r.state_since < *entered_before)) continue;
+      UnitRecord listed = r;
+      listed.spec.rows.clear();  // as the ledger: rows are not read
+      units.push_back(std::move(listed));
+    }
+  }
+  std::sort(units.begin(), units.end(), [](const UnitRecord& a, const UnitRecord& b) {
+    return std::tie(a.state_since, a.spec.id) < std::tie(b.state_since, b.spec.id);
+  });
+  if (!units.empty()) (void)on_page(units);  // outside the lock: the callback may call back
+  return Status::Ok();
+}
+
+Result<bool> FakeUnitLeases::MarkSwept(const UnitRecord& seen, std::chrono::seconds resend_after) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (auto error = Enter(Op::kMarkSwept)) return *error;
+  StoredUnit* unit = FindUnit(seen.job, seen.spec.id);
+  if (unit == nullptr) return false;
+  const UnitRecord& r = unit->record;
+  if (r.state != seen.state || r.attempt != seen.attempt ||
+      Millis(r.state_since) != Millis(seen.state_since)) {
+    return false;
+  }
+  if (r.state == UnitState::kRunning && r.lease_until != seen.lease_until) return false;
+  const Clock::WallTime now = Millis(clock_.Now());
+  const std::string swept_for = std::string(ToString(r.state)) + "#" +
+                                std::to_string(r.attempt) + "@" +
+                                std::to_string(Millis(r.state_since).time_since_epoch().count());
+  if (unit->swept_at && !(*unit->swept_at < now - resend_after) && unit->swept_for == swept_for) {
+    return false;
+  }
+  unit->swept_at = now;
+  unit->swept_for = swept_for;
+  return true;
+}
+
+Status FakeUnitLeases::FailPoisoned(const UnitRecord& seen, const std::string& error) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (auto injected = Enter(Op::kFailPoisoned)) return *injected;
+  if (seen.state != UnitState::kQueued && seen.state != UnitState::kRunning) {
+    return Error::InvalidInput("FailPoisoned moves a QUEUED or RUNNING unit, not " +
+                               std::string(ToString(seen.state)));
+  }
+  StoredUnit* unit = FindUnit(seen.job, seen.spec.id);
+  if (unit == nullptr || unit->record.state != seen.state ||
+      unit->record.attempt != seen.attempt ||
+      (seen.state == UnitState::kRunning && unit->record.owner != seen.owner)) {
+    return ConditionFailed("UpdateItem", "unit " + seen.spec.id + " is no longer " +
+                                             std::string(ToString(seen.state)) + " at attempt " +
+                                             std::to_string(seen.attempt));
+  }
+  UnitRecord& r = unit->record;
+  const Clock::WallTime now = Millis(clock_.Now());
+  if (r.state == UnitState::kRunning && r.attempt >= 1 &&
+      r.attempts.size() >= static_cast<std::size_t>(r.attempt)) {
+    AttemptRecord& attempt = r.attempts[static_cast<std::size_t>(r.attempt - 1)];
+    attempt.finished_at = now;
+    attempt.reason = "poison";
+    attempt.error = ClipUtf8(error);
+  }
+  r.state = UnitState::kFailed;
+  r.state_since = now;
+  r.finished_at = now;
+  r.error = ClipUtf8(error);
+  r.exit_code.reset();
+  r.lease_until.reset();
+  unit->cancel_requested = false;
+  ++jobs_[seen.job].record.failed;
+  return Status::Ok();
+}
+
+void FakeUnitLeases::SetEnqueueState(const std::string& job, const std::string& state) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = jobs_.find(job);
+  if (it != jobs_.end()) it->second.record.enqueue_state = state;
 }
 
 void FakeUnitLeases::SetStack(std::optional<StackInfo> stack) {

@@ -12,6 +12,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -35,6 +36,11 @@ class FakeUnitLeases final : public UnitLeases {
     kFinishUnit,
     kFlushIntents,
     kPutWorker,
+    kGetUnit,
+    kListActiveJobs,
+    kListUnitsInState,
+    kMarkSwept,
+    kFailPoisoned,
   };
 
   explicit FakeUnitLeases(Clock& clock);
@@ -49,6 +55,15 @@ class FakeUnitLeases final : public UnitLeases {
   Status FinishUnit(const AttemptEnd& end, UnitState to) override;
   Status FlushIntents(const std::string& job, const std::string& writer) override;
   Status PutWorker(const WorkerRecord& worker) override;
+  Result<std::optional<UnitRecord>> GetUnit(const std::string& job,
+                                            const std::string& unit) override;
+  Result<std::vector<JobRecord>> ListActiveJobs() override;
+  // One page per call, oldest first (by state_since, then unit id, as the by_state index).
+  Status ListUnitsInState(
+      const std::string& job, UnitState state, std::optional<Clock::WallTime> entered_before,
+      const std::function<bool(const std::vector<UnitRecord>&)>& on_page) override;
+  Result<bool> MarkSwept(const UnitRecord& seen, std::chrono::seconds resend_after) override;
+  Status FailPoisoned(const UnitRecord& seen, const std::string& error) override;
 
   // --- set-up --------------------------------------------------------------------------
   // The stack GetStack returns (nullopt: a table without a stack item).
@@ -63,6 +78,8 @@ class FakeUnitLeases final : public UnitLeases {
   // A job `job` with `units` QUEUED units "u0", "u1", ..., each one row running
   // "echo <i>" with the parameter i=<i>.
   void AddSimpleJob(const std::string& job, int units, RetryRules retry = {});
+  // The job's enqueue_state ("WRITING" or "DONE"; AddJob makes it DONE).
+  void SetEnqueueState(const std::string& job, const std::string& state);
 
   // --- inspection ----------------------------------------------------------------------
   std::optional<UnitRecord> Unit(const std::string& job, const std::string& unit) const;
@@ -89,6 +106,8 @@ class FakeUnitLeases final : public UnitLeases {
   struct StoredUnit {
     UnitRecord record;
     bool cancel_requested = false;
+    std::optional<Clock::WallTime> swept_at;  // MarkSwept's stamp, and the state it was for
+    std::string swept_for;
   };
   struct StoredJob {
     JobRecord record;

@@ -448,6 +448,127 @@ TYPED_TEST_P(UnitLeasesContract, FinishRefusesANonTerminalState) {
   EXPECT_EQ(this->Stored("j", "u0").state, UnitState::kRunning);
 }
 
+// --- what the sweeper needs ----------------------------------------------------------------
+
+TYPED_TEST_P(UnitLeasesContract, ListUnitsInStateListsAStateOldestFirstAndHonoursEnteredBefore) {
+  this->harness_.MakeJob("j", 3);
+  const Clock::WallTime made = this->harness_.Now();
+  this->harness_.Advance(std::chrono::seconds(10));
+  ASSERT_EQ(this->Claim("j", "u1", "i-a/0").outcome, ClaimOutcome::kClaimed);
+  auto list = [&](UnitState state, std::optional<Clock::WallTime> before) {
+    std::vector<UnitRecord> units;
+    Status status = this->harness_.Leases().ListUnitsInState(
+        "j", state, before, [&](const std::vector<UnitRecord>& page) {
+          units.insert(units.end(), page.begin(), page.end());
+          return true;
+        });
+    EXPECT_TRUE(status.ok()) << status.ToString();
+    return units;
+  };
+  std::vector<UnitRecord> queued = list(UnitState::kQueued, std::nullopt);
+  ASSERT_EQ(queued.size(), 2u);
+  EXPECT_EQ(queued[0].spec.id, "u0");
+  EXPECT_EQ(queued[1].spec.id, "u2");
+  EXPECT_EQ(queued[0].job, "j");
+  EXPECT_EQ(queued[0].state, UnitState::kQueued);
+  EXPECT_EQ(list(UnitState::kQueued, made).size(), 0u);  // entered at `made`, not before
+  EXPECT_EQ(list(UnitState::kQueued, made + std::chrono::seconds(1)).size(), 2u);
+
+  std::vector<UnitRecord> running = list(UnitState::kRunning, std::nullopt);
+  ASSERT_EQ(running.size(), 1u);
+  EXPECT_EQ(running[0].spec.id, "u1");
+  EXPECT_EQ(running[0].owner, "i-a/0");
+  EXPECT_EQ(running[0].attempt, 1);
+  ASSERT_TRUE(running[0].lease_until.has_value());
+  EXPECT_EQ(*running[0].lease_until, this->Stored("j", "u1").lease_until);
+  EXPECT_EQ(running[0].state_since, this->Stored("j", "u1").state_since);
+}
+
+TYPED_TEST_P(UnitLeasesContract, MarkSweptLetsOneSweeperWinPerUnitStateAndResendAfter) {
+  this->harness_.MakeJob("j", 1);
+  ASSERT_EQ(this->Claim("j", "u0", "i-a/0").outcome, ClaimOutcome::kClaimed);
+  this->harness_.Advance(TestFixture::kLease + std::chrono::seconds(10));
+  const UnitRecord seen = this->Stored("j", "u0");
+  const std::chrono::seconds resend_after(300);
+  auto first = this->harness_.Leases().MarkSwept(seen, resend_after);
+  ASSERT_TRUE(first.ok()) << first.error().ToString();
+  EXPECT_TRUE(*first);
+  std::shared_ptr<UnitLeases> other = this->harness_.AnotherView();
+  auto second = other->MarkSwept(seen, resend_after);
+  ASSERT_TRUE(second.ok()) << second.error().ToString();
+  EXPECT_FALSE(*second);  // another sweeper has it
+
+  this->harness_.Advance(resend_after + std::chrono::seconds(1));
+  auto later = other->MarkSwept(seen, resend_after);
+  ASSERT_TRUE(later.ok());
+  EXPECT_TRUE(*later);  // its message may have been lost: once more
+
+  // A unit that moved on (taken over) is not stamped on the strength of the old reading, but
+  // its new state may be swept at once.
+  ASSERT_EQ(this->Claim("j", "u0", "i-b/0").outcome, ClaimOutcome::kClaimed);
+  auto stale = this->harness_.Leases().MarkSwept(seen, resend_after);
+  ASSERT_TRUE(stale.ok());
+  EXPECT_FALSE(*stale);
+  this->harness_.Advance(TestFixture::kLease + std::chrono::seconds(10));
+  auto fresh = this->harness_.Leases().MarkSwept(this->Stored("j", "u0"), resend_after);
+  ASSERT_TRUE(fresh.ok());
+  EXPECT_TRUE(*fresh);
+  EXPECT_EQ(this->Stored("j", "u0").state, UnitState::kRunning);  // the stamp moves nothing
+}
+
+TYPED_TEST_P(UnitLeasesContract, FailPoisonedCountsOnceAndRefusesAUnitThatMoved) {
+  this->harness_.MakeJob("j", 2);
+  const UnitRecord queued = this->Stored("j", "u0");
+  Status failed = this->harness_.Leases().FailPoisoned(queued, "poisoned");
+  ASSERT_TRUE(failed.ok()) << failed.ToString();
+  UnitRecord u0 = this->Stored("j", "u0");
+  EXPECT_EQ(u0.state, UnitState::kFailed);
+  EXPECT_EQ(u0.error, "poisoned");
+  EXPECT_EQ(u0.failures, 0);
+  EXPECT_TRUE(u0.finished_at.has_value());
+  Status again = this->harness_.Leases().FailPoisoned(queued, "poisoned");
+  ASSERT_FALSE(again.ok());
+  EXPECT_TRUE(again.error().IsConditionFailed()) << again.ToString();
+  EXPECT_EQ(this->harness_.Counts("j").failed, 1);
+
+  ASSERT_EQ(this->Claim("j", "u1", "i-a/0").outcome, ClaimOutcome::kClaimed);
+  const UnitRecord running = this->Stored("j", "u1");
+  this->harness_.Advance(TestFixture::kLease + std::chrono::seconds(10));
+  ASSERT_EQ(this->Claim("j", "u1", "i-b/0").outcome, ClaimOutcome::kClaimed);
+  Status moved = this->harness_.Leases().FailPoisoned(running, "poisoned");
+  ASSERT_FALSE(moved.ok());
+  EXPECT_TRUE(moved.error().IsConditionFailed()) << moved.ToString();
+  EXPECT_EQ(this->Stored("j", "u1").state, UnitState::kRunning);
+
+  this->harness_.Advance(TestFixture::kLease + std::chrono::seconds(10));
+  Status lapsed = this->harness_.Leases().FailPoisoned(this->Stored("j", "u1"), "poisoned");
+  ASSERT_TRUE(lapsed.ok()) << lapsed.ToString();
+  UnitRecord u1 = this->Stored("j", "u1");
+  EXPECT_EQ(u1.state, UnitState::kFailed);
+  ASSERT_EQ(u1.attempts.size(), 2u);
+  EXPECT_EQ(u1.attempts[1].reason, "poison");
+  EXPECT_EQ(u1.attempts[1].error, "poisoned");
+  EXPECT_FALSE(u1.lease_until.has_value());
+  JobCounts counts = this->harness_.Counts("j");
+  EXPECT_EQ(counts.failed, 2);
+  EXPECT_EQ(counts.running, 0);
+  EXPECT_EQ(counts.queued, 0);
+}
+
+TYPED_TEST_P(UnitLeasesContract, ListActiveJobsListsAJobWithUnitsLeftAndGetUnitReadsAUnit) {
+  this->harness_.MakeJob("j", 1);
+  auto jobs = this->harness_.Leases().ListActiveJobs();
+  ASSERT_TRUE(jobs.ok()) << jobs.error().ToString();
+  ASSERT_EQ(jobs->size(), 1u);
+  EXPECT_EQ((*jobs)[0].spec.id, "j");
+  auto unit = this->harness_.Leases().GetUnit("j", "u0");
+  ASSERT_TRUE(unit.ok() && unit->has_value());
+  EXPECT_EQ((*unit)->spec.rows.size(), 1u);
+  auto missing = this->harness_.Leases().GetUnit("j", "nope");
+  ASSERT_TRUE(missing.ok());
+  EXPECT_FALSE(missing->has_value());
+}
+
 REGISTER_TYPED_TEST_SUITE_P(
     UnitLeasesContract, ClaimOfAQueuedUnitMakesItRunningAndReturnsItsRows,
     ClaimOfALiveLeaseIsHeldElsewhereAndChangesNothing,
@@ -456,6 +577,10 @@ REGISTER_TYPED_TEST_SUITE_P(
     AStaleOwnerCanNeitherRenewNorReleaseNorFinish, FinishSucceededCountsOnceAndASecondFinishFails,
     RacingFinishersCountEachUnitOnce, FailedFinishCountsAFailureAndTheFailedCounter,
     ReleasePutsTheUnitBackQueuedAndRecordsTheAttempt, ClaimOfAMissingUnitOrJobIsMissing,
-    ClaimOfACancelledUnitIsFinished, FinishRefusesANonTerminalState);
+    ClaimOfACancelledUnitIsFinished, FinishRefusesANonTerminalState,
+    ListUnitsInStateListsAStateOldestFirstAndHonoursEnteredBefore,
+    MarkSweptLetsOneSweeperWinPerUnitStateAndResendAfter,
+    FailPoisonedCountsOnceAndRefusesAUnitThatMoved,
+    ListActiveJobsListsAJobWithUnitsLeftAndGetUnitReadsAUnit);
 
 }  // namespace spotgrid::testing

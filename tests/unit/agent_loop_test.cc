@@ -6,10 +6,12 @@
 #include <spdlog/sinks/ostream_sink.h>
 #include <sys/stat.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <map>
 #include <memory>
@@ -24,6 +26,7 @@
 #include "agent/agent.h"
 #include "agent/missing_permission.h"
 #include "agent/unit_runner.h"
+#include "spotgrid/core/deadline.h"
 #include "spotgrid/core/log.h"
 #include "support/fake_autoscaling.h"
 #include "support/fake_clock.h"
@@ -280,6 +283,71 @@ class LogCapture {
   std::shared_ptr<spdlog::logger> logger_;
 };
 
+// The ledger behind a black hole for lease renewals: while `hang` is set, RenewLease sends
+// nothing and never answers, until the caller's deadline (ScopedDeadline, by the fake clock)
+// has passed, as a connection that swallows requests would. Everything else goes through.
+class BlackHoledRenewals final : public UnitLeases {
+ public:
+  BlackHoledRenewals(std::shared_ptr<FakeUnitLeases> inner, const Clock& clock)
+      : inner_(std::move(inner)), clock_(clock) {}
+
+  std::atomic<bool> hang{false};
+  std::atomic<int> swallowed{0};  // renewals that went into the hole
+  std::atomic<int> gave_up{0};    // renewals that came back out at their deadline
+
+  Result<RenewResult> RenewLease(const LeaseRef& lease, seconds duration,
+                                 const std::optional<std::string>& progress) override {
+    if (!hang) return inner_->RenewLease(lease, duration, progress);
+    ++swallowed;
+    const auto deadline = ScopedDeadline::Current();
+    while (hang && (!deadline || clock_.Monotonic() < *deadline)) {
+      std::this_thread::sleep_for(milliseconds(2));  // a real-time slice; the test moves time
+    }
+    if (!hang) return inner_->RenewLease(lease, duration, progress);
+    ++gave_up;
+    return DeadlineExceeded("DynamoDB", "UpdateItem");
+  }
+
+  Result<std::optional<StackInfo>> GetStack() override { return inner_->GetStack(); }
+  Result<std::optional<JobRecord>> GetJob(const std::string& job) override {
+    return inner_->GetJob(job);
+  }
+  Result<ClaimResult> ClaimUnit(const ClaimRequest& request) override {
+    return inner_->ClaimUnit(request);
+  }
+  Status ReleaseUnit(const AttemptEnd& end, bool count_failure) override {
+    return inner_->ReleaseUnit(end, count_failure);
+  }
+  Status FinishUnit(const AttemptEnd& end, UnitState to) override {
+    return inner_->FinishUnit(end, to);
+  }
+  Status FlushIntents(const std::string& job, const std::string& writer) override {
+    return inner_->FlushIntents(job, writer);
+  }
+  Status PutWorker(const WorkerRecord& worker) override { return inner_->PutWorker(worker); }
+  Result<std::optional<UnitRecord>> GetUnit(const std::string& job,
+                                            const std::string& unit) override {
+    return inner_->GetUnit(job, unit);
+  }
+  Result<std::vector<JobRecord>> ListActiveJobs() override { return inner_->ListActiveJobs(); }
+  Status ListUnitsInState(const std::string& job, UnitState state,
+                          std::optional<Clock::WallTime> entered_before,
+                          const std::function<bool(const std::vector<UnitRecord>&)>& on_page)
+      override {
+    return inner_->ListUnitsInState(job, state, entered_before, on_page);
+  }
+  Result<bool> MarkSwept(const UnitRecord& seen, seconds resend_after) override {
+    return inner_->MarkSwept(seen, resend_after);
+  }
+  Status FailPoisoned(const UnitRecord& seen, const std::string& error) override {
+    return inner_->FailPoisoned(seen, error);
+  }
+
+ private:
+  std::shared_ptr<FakeUnitLeases> inner_;
+  const Clock& clock_;
+};
+
 class AgentLoopTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -313,7 +381,7 @@ class AgentLoopTest : public ::testing::Test {
   void StartAgent() {
     AgentDeps deps;
     deps.sqs = agent_sqs_ ? agent_sqs_ : sqs_;
-    deps.ledger = ledger_;
+    deps.ledger = agent_ledger_ ? agent_ledger_ : ledger_;
     deps.s3 = s3_;
     deps.autoscaling = autoscaling_;
     deps.ec2 = ec2_;
@@ -384,6 +452,18 @@ class AgentLoopTest : public ::testing::Test {
     return message && message->deleted;
   }
 
+  // A requeue's fresh message: the newest message on the queue, unless that is `old_id`.
+  std::optional<FakeSqs::MessageView> Requeued(const std::string& old_id) {
+    auto messages = sqs_->Messages(queue_url_);
+    if (messages.empty() || messages.back().id == old_id) return std::nullopt;
+    return messages.back();
+  }
+  // How long after the clock's now `message` becomes visible: its delay, while the clock has
+  // not moved since it was sent.
+  seconds VisibleIn(const FakeSqs::MessageView& message) {
+    return std::chrono::duration_cast<seconds>(message.visible_at - clock_.Monotonic());
+  }
+
   // Waits for a command to write its pid to `file` and returns it.
   pid_t WaitForPid(const std::string& file) {
     pid_t pid = 0;
@@ -404,6 +484,7 @@ class AgentLoopTest : public ::testing::Test {
   std::shared_ptr<FakeSqs> sqs_ = std::make_shared<FakeSqs>(clock_);
   std::shared_ptr<Sqs> agent_sqs_;  // what the agent uses instead of sqs_, when set
   std::shared_ptr<FakeUnitLeases> ledger_ = std::make_shared<FakeUnitLeases>(clock_);
+  std::shared_ptr<UnitLeases> agent_ledger_;  // what the agent uses instead of ledger_, when set
   std::shared_ptr<FakeS3> s3_ = std::make_shared<FakeS3>();
   std::shared_ptr<FakeAutoScaling> autoscaling_;
   std::shared_ptr<FakeEc2> ec2_;
@@ -483,7 +564,7 @@ TEST_F(AgentLoopTest, MessageOfFinishedUnitIsDeletedWithoutRunning) {
   EXPECT_EQ(ledger_->Unit("j", "u0")->attempt, 1);
 }
 
-TEST_F(AgentLoopTest, MessageOfUnitHeldElsewhereIsLeftAlone) {
+TEST_F(AgentLoopTest, MessageOfUnitHeldElsewhereIsSetAsideUntilItsLeaseCouldLapse) {
   AddJob("j", {"echo run >> " + Marker("runs")});
   auto other = ledger_->ClaimUnit({"j", "u0", "i-other/0", seconds(90)});
   ASSERT_TRUE(other.ok());
@@ -499,26 +580,31 @@ TEST_F(AgentLoopTest, MessageOfUnitHeldElsewhereIsLeftAlone) {
   auto message = sqs_->Message(queue_url_, id);
   EXPECT_FALSE(message->deleted);
   EXPECT_EQ(message->receive_count, 1);
-  EXPECT_TRUE(sqs_->VisibilityChanges().empty());
+  // Back once the holder's 90 s lease could have lapsed, and a heartbeat more.
+  EXPECT_EQ(sqs_->VisibilityChanges(), (std::vector<std::pair<std::string, int>>{{id, 120}}));
   auto unit = ledger_->Unit("j", "u0");
   EXPECT_EQ(unit->owner, "i-other/0");
   EXPECT_EQ(unit->attempt, 1);
   EXPECT_FALSE(std::filesystem::exists(Marker("runs")));
 }
 
-TEST_F(AgentLoopTest, ReceivedMessageStaysHiddenForLeaseAndOneHeartbeat) {
+TEST_F(AgentLoopTest, MessageWhoseClaimFailedStaysHiddenForLeaseAndOneHeartbeat) {
   AddJob("j", {"true"});
-  auto other = ledger_->ClaimUnit({"j", "u0", "i-other/0", seconds(900)});
-  ASSERT_TRUE(other.ok());
+  Error outage;
+  outage.category = ErrorCategory::kTransient;
+  outage.service = "DynamoDB";
+  outage.message = "injected outage";
+  ledger_->FailNext(Op::kClaimUnit, outage, 1);
   std::string id = Send("j", "u0");
   StartAgent();
-  ASSERT_TRUE(WaitUntil([&] { return ledger_->Calls(Op::kClaimUnit) == 2; }, kDeadline));
+  ASSERT_TRUE(WaitUntil([&] { return ledger_->Calls(Op::kClaimUnit) == 1; }, kDeadline));
   clock_.Advance(seconds(119));
   EXPECT_FALSE(sqs_->Message(queue_url_, id)->visible);
   clock_.Advance(seconds(2));  // 90 s lease + 30 s heartbeat have passed
-  ASSERT_TRUE(WaitUntil([&] { return ledger_->Calls(Op::kClaimUnit) == 3; }, kDeadline));
+  ASSERT_TRUE(WaitForState("j", "u0", UnitState::kSucceeded));
   StopAgent();
   EXPECT_EQ(sqs_->Message(queue_url_, id)->receive_count, 2);
+  EXPECT_TRUE(MessageDeleted(id));
 }
 
 TEST_F(AgentLoopTest, UnparsableMessageIsLeftForTheDeadLetterQueue) {
@@ -548,14 +634,17 @@ TEST_F(AgentLoopTest, FailingCommandIsRetriedAfterBackoffThenFailed) {
         return unit && unit->state == UnitState::kQueued && unit->failures == 1;
       },
       kDeadline));
-  ASSERT_TRUE(WaitUntil([&] { return !sqs_->VisibilityChanges().empty(); }, kDeadline));
-  EXPECT_EQ(sqs_->VisibilityChanges().back(), std::make_pair(id, 10));
-  EXPECT_FALSE(MessageDeleted(id));
+  // The claimed message went; a fresh one comes back after the backoff.
+  EXPECT_TRUE(MessageDeleted(id));
+  auto fresh = Requeued(id);
+  ASSERT_TRUE(fresh);
+  EXPECT_EQ(VisibleIn(*fresh), seconds(10));
+  EXPECT_EQ(fresh->receive_count, 0);
   EXPECT_EQ(s3_->Object("bucket", "p/j/u0/logs/1/stderr.log"), "attempt 1\n");
 
-  clock_.Advance(seconds(11));  // the backoff passes: the message comes back
+  clock_.Advance(seconds(11));  // the backoff passes: the fresh message is delivered
   ASSERT_TRUE(WaitForState("j", "u0", UnitState::kFailed));
-  ASSERT_TRUE(WaitUntil([&] { return MessageDeleted(id); }, kDeadline));
+  ASSERT_TRUE(WaitUntil([&] { return MessageDeleted(fresh->id); }, kDeadline));
   StopAgent();
   auto unit = ledger_->Unit("j", "u0");
   EXPECT_EQ(unit->attempt, 2);
@@ -593,7 +682,7 @@ TEST_F(AgentLoopTest, RestartedAttemptFindsItsCheckpoint) {
   Send("j", "u0");
   StartAgent();
   ASSERT_TRUE(WaitUntil([&] { return ledger_->Unit("j", "u0")->failures == 1; }, kDeadline));
-  ASSERT_TRUE(WaitUntil([&] { return !sqs_->VisibilityChanges().empty(); }, kDeadline));
+  ASSERT_TRUE(WaitUntil([&] { return StateOf("j", "u0") == UnitState::kQueued; }, kDeadline));
   EXPECT_EQ(s3_->Object("bucket", "p/j/u0/checkpoint/state"), "step1\n");
   clock_.Advance(seconds(11));
   ASSERT_TRUE(WaitForState("j", "u0", UnitState::kSucceeded));
@@ -652,6 +741,7 @@ TEST_F(AgentLoopTest, LostLeaseStopsTheUnitAndWritesNothing) {
   ASSERT_EQ(taken->outcome, ClaimOutcome::kClaimed);
   std::size_t s3_writes = s3_->Writes().size();
   std::size_t visibility_changes = sqs_->VisibilityChanges().size();
+  const std::size_t messages = sqs_->Messages(queue_url_).size();
 
   clock_.Advance(config_.heartbeat);
   ASSERT_TRUE(WaitUntil([&] { return ProcessGone(pid); }, kDeadline));
@@ -659,7 +749,8 @@ TEST_F(AgentLoopTest, LostLeaseStopsTheUnitAndWritesNothing) {
   StopAgent();
   EXPECT_EQ(s3_->Writes().size(), s3_writes);
   EXPECT_EQ(sqs_->VisibilityChanges().size(), visibility_changes);
-  EXPECT_FALSE(MessageDeleted(id));
+  EXPECT_EQ(sqs_->Messages(queue_url_).size(), messages);  // no message sent either
+  EXPECT_TRUE(MessageDeleted(id));                          // at the claim
   EXPECT_EQ(ledger_->Calls(Op::kFinishUnit), 0);
   EXPECT_EQ(ledger_->Calls(Op::kReleaseUnit), 0);
   auto unit = ledger_->Unit("j", "u0");
@@ -682,10 +773,10 @@ TEST_F(AgentLoopTest, StopRequestReleasesRunningUnitAsInterrupted) {
   EXPECT_EQ(unit->interruptions, 1);
   EXPECT_EQ(unit->failures, 0);
   EXPECT_EQ(unit->attempts.at(0).reason, "interrupted");
-  EXPECT_FALSE(MessageDeleted(id));
-  ASSERT_FALSE(sqs_->VisibilityChanges().empty());
-  EXPECT_EQ(sqs_->VisibilityChanges().back(), std::make_pair(id, 0));
-  EXPECT_TRUE(sqs_->Message(queue_url_, id)->visible);
+  EXPECT_TRUE(MessageDeleted(id));
+  auto fresh = Requeued(id);
+  ASSERT_TRUE(fresh);
+  EXPECT_EQ(VisibleIn(*fresh), seconds(2));  // after the release has landed
   EXPECT_EQ(s3_->Object("bucket", "p/j/u0/output/part"), "partial\n");  // the final sync ran
   auto worker = ledger_->Worker("i-test");
   ASSERT_TRUE(worker);
@@ -694,7 +785,7 @@ TEST_F(AgentLoopTest, StopRequestReleasesRunningUnitAsInterrupted) {
   EXPECT_NE(std::find(events.begin(), events.end(), "STOPPING"), events.end());
 }
 
-TEST_F(AgentLoopTest, HeartbeatExtendsMessageAndReportsProgress) {
+TEST_F(AgentLoopTest, HeartbeatRenewsTheLeaseWithProgressAndLeavesTheQueueAlone) {
   AddJob("j", {"echo ' 50% ' > \"$SPOTGRID_PROGRESS_FILE\"; echo $$ > " + Marker("pid") +
                "; exec sleep 30"});
   std::string id = Send("j", "u0");
@@ -702,9 +793,9 @@ TEST_F(AgentLoopTest, HeartbeatExtendsMessageAndReportsProgress) {
   ASSERT_GT(WaitForPid(Marker("pid")), 0);
   clock_.Advance(config_.heartbeat);
   ASSERT_TRUE(WaitUntil([&] { return ledger_->Unit("j", "u0")->progress == "50%"; }, kDeadline));
-  ASSERT_TRUE(WaitUntil([&] { return !sqs_->VisibilityChanges().empty(); }, kDeadline));
-  // Hidden for the lease and one heartbeat more.
-  EXPECT_EQ(sqs_->VisibilityChanges().front(), std::make_pair(id, 120));
+  // The message went at the claim: a heartbeat has nothing to extend.
+  EXPECT_TRUE(MessageDeleted(id));
+  EXPECT_TRUE(sqs_->VisibilityChanges().empty());
   StopAgent();
 }
 
@@ -889,17 +980,18 @@ TEST_F(AgentLoopTest, SucceededCommandWhoseOutputsCannotReachS3IsReleasedUncount
         return unit && unit->state == UnitState::kQueued && unit->interruptions == 1;
       },
       kDeadline));
-  ASSERT_TRUE(WaitUntil([&] { return !sqs_->VisibilityChanges().empty(); }, kDeadline));
   StopAgent();
   auto unit = ledger_->Unit("j", "u0");
   EXPECT_EQ(unit->failures, 0);
   EXPECT_EQ(unit->attempts.at(0).reason, "interrupted");
   EXPECT_NE(unit->attempts.at(0).error.find("final sync failed"), std::string::npos);
-  EXPECT_EQ(sqs_->VisibilityChanges().back(), std::make_pair(id, 10));
+  auto fresh = Requeued(id);
+  ASSERT_TRUE(fresh);
+  EXPECT_EQ(VisibleIn(*fresh), seconds(10));
   EXPECT_EQ(ledger_->Calls(Op::kFinishUnit), 0);
 }
 
-TEST_F(AgentLoopTest, UnreachableLedgerAtTheEndWritesNothingAndLeavesTheMessage) {
+TEST_F(AgentLoopTest, UnreachableLedgerAtTheEndWritesNothingAndLeavesTheUnitToItsLease) {
   // The command ends only once the claim is more than half a heartbeat old, so the lease must
   // be confirmed again before the final writes.
   AddJob("j", {"echo $$ > " + Marker("pid") + "; while [ ! -e " + Marker("go") +
@@ -919,7 +1011,8 @@ TEST_F(AgentLoopTest, UnreachableLedgerAtTheEndWritesNothingAndLeavesTheMessage)
   StopAgent();
   EXPECT_TRUE(s3_->Writes().empty());
   EXPECT_TRUE(sqs_->VisibilityChanges().empty());
-  EXPECT_FALSE(MessageDeleted(id));
+  EXPECT_EQ(sqs_->Messages(queue_url_).size(), 1u);  // nothing sent: the sweeper finds the
+                                                     // unit once its lease has lapsed
   EXPECT_EQ(ledger_->Calls(Op::kFinishUnit), 0);
   EXPECT_EQ(ledger_->Calls(Op::kReleaseUnit), 0);
   EXPECT_EQ(StateOf("j", "u0"), UnitState::kRunning);  // until its lease runs out
@@ -937,6 +1030,148 @@ TEST_F(AgentLoopTest, ShortUnitIsFinishedWithoutRenewingItsFreshLease) {
   EXPECT_EQ(ledger_->Calls(Op::kRenewLease), 0);
   EXPECT_EQ(ledger_->Calls(Op::kFinishUnit), 1);
   EXPECT_FALSE(s3_->Writes().empty());
+}
+
+// A black-holed renewal must not let the lease lapse under a running command: the keeper
+// gives each renewal one heartbeat, and once no renewal has landed for the lease less the fence
+// margin (90 - 15 s), the unit is killed, before any other worker may take it over, and
+// nothing more is written.
+TEST_F(AgentLoopTest, BlackHoledRenewalsStopTheUnitBeforeItsLeaseCouldRunOut) {
+  auto hole = std::make_shared<BlackHoledRenewals>(ledger_, clock_);
+  agent_ledger_ = hole;
+  AddJob("j", {"echo $$ > " + Marker("pid") + "; exec sleep 300"});
+  std::string id = Send("j", "u0");
+  StartAgent();
+  pid_t pid = WaitForPid(Marker("pid"));
+  ASSERT_GT(pid, 0);
+  const Clock::MonoTime claimed = clock_.Monotonic();
+  const std::size_t messages = sqs_->Messages(queue_url_).size();
+  hole->hang = true;
+  struct Unhang {
+    BlackHoledRenewals& hole;
+    ~Unhang() { hole.hang = false; }  // a failed assertion must not leave the agent stuck
+  } unhang{*hole};
+  clock_.Advance(seconds(30));  // the first heartbeat goes into the hole
+  ASSERT_TRUE(WaitUntil([&] { return hole->swallowed >= 1; }, kDeadline));
+  clock_.Advance(seconds(31));  // 61 s: its deadline (a heartbeat) passed; tried again at once
+  ASSERT_TRUE(WaitUntil([&] { return hole->gave_up >= 1 && hole->swallowed >= 2; }, kDeadline));
+  clock_.Advance(seconds(8));  // 69 s
+  EXPECT_FALSE(ProcessGone(pid));  // still within the fence
+  clock_.Advance(seconds(7));  // 76 s: past the fence (75 s), before the lease ends (90 s)
+  ASSERT_TRUE(WaitUntil([&] { return ProcessGone(pid); }, kDeadline));
+  EXPECT_LT(clock_.Monotonic() - claimed, seconds(90));
+  ASSERT_TRUE(WaitUntil([&] { return notifier_.last_status() == "0/2 slots busy"; }, kDeadline));
+  hole->hang = false;
+  StopAgent();
+  EXPECT_EQ(ledger_->Calls(Op::kFinishUnit), 0);
+  EXPECT_EQ(ledger_->Calls(Op::kReleaseUnit), 0);
+  EXPECT_EQ(sqs_->Messages(queue_url_).size(), messages);
+  EXPECT_TRUE(s3_->Writes().empty());
+  EXPECT_EQ(StateOf("j", "u0"), UnitState::kRunning);  // its lease lapses; the sweeper sends it
+}
+
+// An end write whose outcome is unknown (no reply) is tried again within the lease: the
+// attempt's success is never given up for a lost reply.
+TEST_F(AgentLoopTest, FinishWithoutAVerdictIsTriedAgainAndTheSuccessKept) {
+  AddJob("j", {"echo data > \"$SPOTGRID_OUTPUT_DIR/out\""});
+  Error no_reply;
+  no_reply.category = ErrorCategory::kTransient;
+  no_reply.service = "DynamoDB";
+  no_reply.code = "ConnectionFailed";
+  no_reply.message = "injected: connection closed before the response";
+  ledger_->FailNext(Op::kFinishUnit, no_reply, 2);
+  Send("j", "u0");
+  StartAgent();
+  ASSERT_TRUE(WaitForState("j", "u0", UnitState::kSucceeded));
+  StopAgent();
+  EXPECT_EQ(ledger_->Calls(Op::kFinishUnit), 3);
+  EXPECT_EQ(ledger_->Counts("j").succeeded, 1);
+  EXPECT_EQ(ledger_->Unit("j", "u0")->attempt, 1);
+}
+
+// Every requeue sends a fresh message and the claim deletes it, so no message is ever
+// received twice: a unit retried 15 times never comes near a dead-letter queue's
+// maxReceiveCount of 10.
+TEST_F(AgentLoopTest, UnitRequeuedFifteenTimesStillSucceedsAndNoMessageIsReceivedTwice) {
+  RetryRules retry;
+  retry.max_attempts = 20;
+  AddJob("j", {"[ \"$SPOTGRID_ATTEMPT\" -ge 16 ]"}, retry);
+  Send("j", "u0");
+  StartAgent();
+  for (int failures = 1; failures <= 15; ++failures) {
+    ASSERT_TRUE(WaitUntil(
+        [&] {
+          auto unit = ledger_->Unit("j", "u0");
+          return unit && unit->state == UnitState::kQueued && unit->failures == failures &&
+                 sqs_->Messages(queue_url_).size() == static_cast<std::size_t>(failures + 1);
+        },
+        kDeadline))
+        << "failure " << failures;
+    clock_.Advance(seconds(901));  // past any backoff (at most 15 minutes)
+  }
+  ASSERT_TRUE(WaitForState("j", "u0", UnitState::kSucceeded));
+  StopAgent();
+  EXPECT_EQ(ledger_->Unit("j", "u0")->attempt, 16);
+  auto messages = sqs_->Messages(queue_url_);
+  EXPECT_EQ(messages.size(), 16u);
+  for (const auto& message : messages) {
+    EXPECT_EQ(message.receive_count, 1) << message.id;
+    EXPECT_TRUE(message.deleted) << message.id;
+  }
+}
+
+// SQS caps a message's visibility at 12 hours: the unit must not need its message that long.
+// The claim deletes it, and the lease alone carries a 13-hour unit to its end.
+TEST_F(AgentLoopTest, UnitOutlivingTheTwelveHourVisibilityCapFinishesWithoutItsMessage) {
+  config_.heartbeat = std::chrono::minutes(10);
+  config_.lease = std::chrono::minutes(30);
+  config_.sync_interval = std::chrono::hours(24);
+  AddJob("j", {"echo $$ > " + Marker("pid") + "; while [ ! -e " + Marker("go") +
+               " ]; do sleep 0.01; done; echo done > \"$SPOTGRID_OUTPUT_DIR/out\""});
+  std::string id = Send("j", "u0");
+  StartAgent();
+  ASSERT_GT(WaitForPid(Marker("pid")), 0);
+  ASSERT_TRUE(WaitUntil([&] { return MessageDeleted(id); }, kDeadline));
+  for (int heartbeat = 1; heartbeat <= 78; ++heartbeat) {  // 13 hours
+    clock_.Advance(config_.heartbeat);
+    // Landed (the lease runs from now), not merely sent.
+    ASSERT_TRUE(WaitUntil(
+        [&] {
+          auto unit = ledger_->Unit("j", "u0");
+          return unit && unit->lease_until && *unit->lease_until >= clock_.Now() + config_.lease;
+        },
+        kDeadline))
+        << "heartbeat " << heartbeat;
+  }
+  std::ofstream(Marker("go")).close();
+  ASSERT_TRUE(WaitForState("j", "u0", UnitState::kSucceeded));
+  StopAgent();
+  EXPECT_EQ(ledger_->Unit("j", "u0")->attempt, 1);
+  EXPECT_TRUE(sqs_->VisibilityChanges().empty());
+  EXPECT_EQ(sqs_->Messages(queue_url_).size(), 1u);
+  EXPECT_EQ(s3_->Object("bucket", "p/j/u0/output/out"), "done\n");
+}
+
+// A unit whose worker vanished (kill -9, a reclaimed instance) has no message: the claim
+// deleted it. Another agent's sweep finds the lapsed lease and sends one, and the claim
+// takes the unit over.
+TEST_F(AgentLoopTest, SweepSendsALapsedUnitAgainAndTheAgentTakesItOver) {
+  AddJob("j", {"echo run $SPOTGRID_ATTEMPT >> " + Marker("runs")});
+  auto dead = ledger_->ClaimUnit({"j", "u0", "i-dead/0", seconds(90)});
+  ASSERT_TRUE(dead.ok());
+  ASSERT_EQ(dead->outcome, ClaimOutcome::kClaimed);
+  ledger_->ExpireLease("j", "u0");
+  StartAgent();
+  ASSERT_TRUE(WaitUntil([&] { return sqs_->CallCount("ReceiveMessage") >= 1; }, kDeadline));
+  EXPECT_TRUE(sqs_->Messages(queue_url_).empty());  // nothing before the first sweep is due
+  clock_.Advance(config_.lease * 6 / 5 + seconds(1));  // past the jittered sweep interval
+  ASSERT_TRUE(WaitForState("j", "u0", UnitState::kSucceeded));
+  StopAgent();
+  EXPECT_EQ(ReadFile(Marker("runs")), "run 2\n");
+  auto unit = ledger_->Unit("j", "u0");
+  EXPECT_EQ(unit->attempt, 2);
+  EXPECT_EQ(unit->attempts.at(0).reason, "lost");
+  EXPECT_EQ(sqs_->Messages(queue_url_).size(), 1u);
 }
 
 TEST_F(AgentLoopTest, WatchdogIsPingedWhenSystemdAsksForIt) {
@@ -1130,10 +1365,10 @@ class AgentDrainTest : public AgentLoopTest {
     EXPECT_EQ(unit->interruptions, 1);
     EXPECT_EQ(unit->failures, 0);
     EXPECT_EQ(unit->attempts.at(0).reason, "interrupted");
-    EXPECT_FALSE(MessageDeleted(message_id));
-    ASSERT_FALSE(sqs_->VisibilityChanges().empty());
-    EXPECT_EQ(sqs_->VisibilityChanges().back(), std::make_pair(message_id, 0));
-    EXPECT_TRUE(sqs_->Message(queue_url_, message_id)->visible);
+    EXPECT_TRUE(MessageDeleted(message_id));  // at the claim
+    auto fresh = Requeued(message_id);
+    ASSERT_TRUE(fresh);
+    EXPECT_LE(VisibleIn(*fresh), seconds(2));  // another worker resumes it at once
   }
 
   // The index in FakeS3's write log of the first write under `prefix`; -1 if none.
@@ -1334,7 +1569,7 @@ TEST_F(AgentDrainTest, NoticeSeenAfterItsDeadlineWritesNothingAndLeavesTheLease)
   EXPECT_EQ(ledger_->Calls(Op::kReleaseUnit), 0);
   EXPECT_EQ(ledger_->Calls(Op::kFinishUnit), 0);
   EXPECT_TRUE(sqs_->VisibilityChanges().empty());
-  EXPECT_FALSE(MessageDeleted(id));
+  EXPECT_EQ(sqs_->Messages(queue_url_).size(), 1u);  // no fresh message either
   EXPECT_EQ(StateOf("j", "u0"), UnitState::kRunning);  // until its lease runs out
 }
 

@@ -94,22 +94,30 @@ class FaultProxyTest(unittest.TestCase):
 
     def setUp(self):
         self.tmp = tempfile.TemporaryDirectory()
-        port_file = os.path.join(self.tmp.name, "port")
-        self.proc = subprocess.Popen(
+        self.procs = []
+        self.port = self.start_proxy()
+
+    def start_proxy(self, *extra):
+        """Starts one more proxy (with extra arguments); returns its port."""
+        port_file = os.path.join(self.tmp.name, "port%d" % len(self.procs))
+        proc = subprocess.Popen(
             ["/usr/bin/python3", PROXY, "--upstream",
              "http://127.0.0.1:%d" % self.upstream.server_address[1], "--port", "0",
-             "--port-file", port_file], stderr=subprocess.DEVNULL, start_new_session=True)
+             "--port-file", port_file, *extra], stderr=subprocess.DEVNULL,
+            start_new_session=True)
+        self.procs.append(proc)
         content = wait_for(lambda: read_file(port_file))
         self.assertTrue(content, "proxy did not write its port file")
-        self.port = int(content)
+        return int(content)
 
     def tearDown(self):
-        self.proc.kill()
-        self.proc.wait()
+        for proc in self.procs:
+            proc.kill()
+            proc.wait()
         self.tmp.cleanup()
 
-    def conn(self):
-        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+    def conn(self, port=None, timeout=10):
+        c = http.client.HTTPConnection("127.0.0.1", port or self.port, timeout=timeout)
         self.addCleanup(c.close)
         return c
 
@@ -255,6 +263,169 @@ class FaultProxyTest(unittest.TestCase):
         c = self.conn()
         c.request("GET", "/")
         self.assertEqual(c.getresponse().status, 200)
+
+    # --- the faults of the fault-injection suite (tests/faults) ---------------------------
+
+    def raw_exchange(self, request, port=None, timeout=10):
+        """Sends raw bytes, reads until the proxy closes; returns everything received."""
+        s = socket.create_connection(("127.0.0.1", port or self.port), timeout=timeout)
+        self.addCleanup(s.close)
+        s.sendall(request)
+        got = b""
+        while True:
+            data = s.recv(65536)
+            if not data:
+                return got
+            got += data
+
+    def test_apply_drop_forwards_then_closes_without_reply(self):
+        self.control("POST", "rules", [{"action": "apply_drop", "count": 1}])
+        got = self.raw_exchange(b"POST /applied HTTP/1.1\r\nHost: x\r\n"
+                                b"X-Amz-Target: DynamoDB_20120810.UpdateItem\r\n"
+                                b"Content-Length: 2\r\n\r\n{}")
+        self.assertEqual(got, b"")
+        s = self.stats()
+        # The upstream saw (and answered) the request: only the reply was lost.
+        self.assertEqual((s["requests"], s["faults"], s["forwarded"]), (1, 1, 1))
+        self.assertEqual(s["by_kind"], {"apply_drop": 1})
+        c = self.conn()
+        c.request("GET", "/after")
+        self.assertEqual(c.getresponse().status, 200)
+
+    def test_truncate_sends_status_line_and_part_of_the_body(self):
+        self.control("POST", "rules", [{"action": "truncate", "count": 1}])
+        got = self.raw_exchange(b"GET /truncated HTTP/1.1\r\nHost: x\r\n\r\n")
+        head, sep, body = got.partition(b"\r\n\r\n")
+        self.assertTrue(sep, got)
+        self.assertTrue(head.startswith(b"HTTP/1.1 200"), head)
+        length = [int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                  if line.lower().startswith(b"content-length:")]
+        self.assertEqual(len(length), 1, head)
+        self.assertGreater(length[0], 0)
+        self.assertLess(len(body), length[0])
+        self.assertGreater(len(body), 0)
+        self.assertEqual(self.stats()["forwarded"], 1)
+        # An HTTP client sees a short body.
+        self.control("POST", "rules", [{"action": "truncate", "count": 1}])
+        c = self.conn()
+        c.request("GET", "/truncated")
+        r = c.getresponse()
+        self.assertEqual(r.status, 200)
+        with self.assertRaises(http.client.IncompleteRead):
+            r.read()
+
+    def test_throttle_answers_each_services_throttling_error(self):
+        self.control("POST", "rules", [{"action": "throttle", "count": 3}])
+        c = self.conn()
+        c.request("POST", "/", body=b"{}",
+                  headers={"X-Amz-Target": "DynamoDB_20120810.UpdateItem"})
+        r = c.getresponse()
+        body = json.loads(r.read())
+        self.assertEqual(r.status, 400)
+        self.assertEqual(body["__type"],
+                         "com.amazonaws.dynamodb.v20120810#ThrottlingException")
+        c.request("POST", "/", body=b"{}", headers={"X-Amz-Target": "AmazonSQS.ReceiveMessage"})
+        r = c.getresponse()
+        body = json.loads(r.read())
+        self.assertEqual(r.status, 400)
+        self.assertEqual(body["__type"], "com.amazonaws.sqs#ThrottlingException")
+        self.assertEqual(r.getheader("x-amzn-query-error"), "ThrottlingException;Sender")
+        c.request("PUT", "/bucket/key", body=b"data")
+        r = c.getresponse()
+        root = ET.fromstring(r.read())
+        self.assertEqual(r.status, 503)
+        self.assertEqual(root.findtext("Code"), "SlowDown")
+        s = self.stats()
+        self.assertEqual((s["faults"], s["forwarded"], s["by_kind"]), (3, 0, {"throttle": 3}))
+
+    def test_blackhole_never_answers_and_closes_when_the_client_hangs_up(self):
+        self.control("POST", "rules", [{"action": "blackhole", "count": 1, "blackhole_s": 60}])
+        c = self.conn(timeout=1)
+        c.request("POST", "/", body=b"{}", headers={"X-Amz-Target": "AmazonSQS.SendMessage"})
+        with self.assertRaises(socket.timeout):
+            c.getresponse()
+        c.close()
+        # Other connections are served meanwhile; nothing was forwarded for the black hole.
+        c2 = self.conn()
+        c2.request("GET", "/after")
+        self.assertEqual(c2.getresponse().status, 200)
+        self.assertEqual(self.stats()["forwarded"], 1)
+
+    def test_blackhole_gives_up_after_its_time(self):
+        self.control("POST", "rules", [{"action": "blackhole", "count": 1, "blackhole_s": 0.5}])
+        start = time.monotonic()
+        got = self.raw_exchange(b"GET /held HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertEqual(got, b"")
+        self.assertGreaterEqual(time.monotonic() - start, 0.45)
+        self.assertEqual(self.stats()["forwarded"], 0)
+
+    def statuses_under_chaos(self, port, targets):
+        c = self.conn(port)
+        statuses = []
+        for target in targets:
+            c.request("POST", "/", body=b"{}", headers={"X-Amz-Target": target})
+            r = c.getresponse()
+            r.read()
+            statuses.append(r.status)
+        return statuses
+
+    def test_chaos_is_seeded_at_its_rate_and_logs_every_fault(self):
+        log_path = os.path.join(self.tmp.name, "faults.jsonl")
+        args = ["--chaos-rate", "0.3", "--chaos-seed", "42", "--chaos-kinds",
+                "status500=1,status503=1,throttle=1", "--service", "sqs"]
+        port_a = self.start_proxy(*args, "--fault-log", log_path)
+        port_b = self.start_proxy(*args)
+        targets = ["AmazonSQS.ReceiveMessage", "AmazonSQS.DeleteMessage"] * 60
+        first = self.statuses_under_chaos(port_a, targets)
+        second = self.statuses_under_chaos(port_b, targets)
+        self.assertEqual(first, second)  # same seed, same requests: the same faults
+        faults = [s for s in first if s != 200]
+        self.assertTrue(20 <= len(faults) <= 52, len(faults))  # 36 expected
+        self.assertEqual(set(faults), {400, 500, 503})
+        # A long poll is hit no more often than any other call: every draw is the same.
+        receive = sum(1 for t, s in zip(targets, first) if s != 200 and "Receive" in t)
+        self.assertTrue(0.3 <= receive / len(faults) <= 0.7, (receive, len(faults)))
+        with open(log_path) as f:
+            logged = [json.loads(line) for line in f]
+        self.assertEqual(len(logged), len(faults))
+        self.assertTrue(all(e["service"] == "sqs" and e["source"] == "chaos" for e in logged))
+        self.assertTrue(all(e["operation"].startswith("AmazonSQS.") for e in logged))
+        self.assertEqual(sorted({e["kind"] for e in logged}),
+                         ["status500", "status503", "throttle"])
+        c = self.conn(port_a)
+        c.request("GET", "/__fault__/stats")
+        stats = json.loads(c.getresponse().read())
+        self.assertEqual(stats["chaos_faults"], len(faults))
+        self.assertEqual(sum(stats["by_kind"].values()), len(faults))
+
+    def test_chaos_can_be_set_and_turned_off_through_the_control_api(self):
+        status, body = self.control("POST", "chaos", {"rate": 1, "seed": 1,
+                                                      "kinds": {"throttle": 1}})
+        self.assertEqual(status, 200)
+        self.assertEqual(body["rate"], 1.0)
+        self.assertEqual(self.statuses_under_chaos(self.port, ["DynamoDB_20120810.GetItem"]),
+                         [400])
+        self.control("POST", "chaos", {"rate": 0})
+        self.assertEqual(self.statuses_under_chaos(self.port, ["DynamoDB_20120810.GetItem"]),
+                         [200])
+        status, body = self.control("POST", "chaos", {"kinds": {"explode": 1}})
+        self.assertEqual(status, 400)
+        self.assertIn("explode", body["error"])
+        # Rules still come first.
+        self.control("POST", "chaos", {"rate": 1, "kinds": {"throttle": 1}})
+        self.control("POST", "rules", [{"action": "status", "count": 1, "status": 500}])
+        self.assertEqual(self.statuses_under_chaos(self.port, ["AmazonSQS.SendMessage"] * 2),
+                         [500, 400])
+
+    def test_chaos_apply_drop_reaches_the_upstream(self):
+        port = self.start_proxy("--chaos-rate", "1", "--chaos-kinds", "apply_drop")
+        got = self.raw_exchange(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
+                                port=port)
+        self.assertEqual(got, b"")
+        c = self.conn(port)
+        c.request("GET", "/__fault__/stats")
+        stats = json.loads(c.getresponse().read())
+        self.assertEqual((stats["forwarded"], stats["by_kind"]), (1, {"apply_drop": 1}))
 
 
 if __name__ == "__main__":

@@ -601,6 +601,110 @@ class DynamoLedger final : public Ledger {
     return CountedTransition(request);
   }
 
+  // --- the sweeper's reads and writes (UnitLeases) --------------------------------------
+
+  Result<std::vector<JobRecord>> ListActiveJobs() override {
+    auto jobs = ListJobs();
+    if (!jobs.ok()) return jobs.error();
+    std::vector<JobRecord> active;
+    for (JobRecord& job : *jobs) {
+      const bool enqueue_done = job.enqueue_state == "DONE";
+      const bool units_remain = job.succeeded + job.failed + job.cancelled < job.spec.total;
+      if (!enqueue_done || units_remain) active.push_back(std::move(job));
+    }
+    return active;
+  }
+
+  Status ListUnitsInState(
+      const std::string& job, UnitState state, std::optional<Clock::WallTime> entered_before,
+      const std::function<bool(const std::vector<UnitRecord>&)>& on_page) override {
+    QueryRequest request = StateQuery(job, state);
+    if (entered_before) {
+      // gsi1sk is "<state_since>#<unit>": every key below "<entered_before>" entered earlier.
+      request.key_condition_expression += " AND gsi1sk < :b";
+      request.values[":b"] = ddb::S(codec::FormatTime(*entered_before));
+    }
+    // Only what judging and stamping a unit needs: the rows may be large.
+    request.projection_expression = "#j, #u, #st, #at, #ow, lease_until, state_since";
+    request.names = {
+        {"#j", "job"}, {"#u", "unit"}, {"#st", "state"}, {"#at", "attempt"}, {"#ow", "owner"}};
+    return db_->Query(request, [&](Page& page) {
+      std::vector<UnitRecord> units;
+      units.reserve(page.items.size());
+      for (const json& item : page.items) units.push_back(codec::DecodeUnit(item));
+      return on_page(units);
+    });
+  }
+
+  Result<bool> MarkSwept(const UnitRecord& seen, std::chrono::seconds resend_after) override {
+    const Clock::WallTime now = clock_.Now();
+    const std::string since = codec::FormatTime(seen.state_since);
+    WriteOptions options;
+    options.names = {{"#st", "state"}, {"#at", "attempt"}};
+    // `swept_for` names the state the stamp was for, so a unit that moved on and came back
+    // (a new attempt's lapse, a retry) may be swept at once rather than after resend_after.
+    options.values = {{":st", ddb::S(ToString(seen.state))},
+                      {":att", ddb::N(seen.attempt)},
+                      {":since", ddb::S(since)},
+                      {":now", ddb::S(codec::FormatTime(now))},
+                      {":cut", ddb::S(codec::FormatTime(now - resend_after))},
+                      {":for", ddb::S(std::string(ToString(seen.state)) + "#" +
+                                      std::to_string(seen.attempt) + "@" + since)}};
+    options.condition_expression =
+        "#st = :st AND #at = :att AND state_since = :since AND "
+        "(attribute_not_exists(swept_at) OR swept_at < :cut OR swept_for <> :for)";
+    if (seen.state == UnitState::kRunning) {
+      if (seen.lease_until) {
+        options.condition_expression += " AND lease_until = :lease";
+        options.values[":lease"] = ddb::N(EpochSeconds(*seen.lease_until));
+      } else {
+        options.condition_expression += " AND attribute_not_exists(lease_until)";
+      }
+    }
+    WriteResult result = db_->UpdateItem(options_.table, codec::UnitKey(seen.job, seen.spec.id),
+                                         "SET swept_at = :now, swept_for = :for", options);
+    if (result.ok()) return true;
+    if (result.error().IsConditionFailed()) return false;
+    return result.error();
+  }
+
+  Status FailPoisoned(const UnitRecord& seen, const std::string& error) override {
+    if (seen.state != UnitState::kQueued && seen.state != UnitState::kRunning) {
+      return Error::InvalidInput("FailPoisoned moves a QUEUED or RUNNING unit, not " +
+                                 std::string(ToString(seen.state)));
+    }
+    CountedTransitionRequest request;
+    request.job = seen.job;
+    request.unit = seen.spec.id;
+    request.from = seen.state;
+    request.attempt = seen.attempt;
+    request.to = UnitState::kFailed;
+    // The sweeper holds no lease: as the controller's, its intent is left to its retry for
+    // controller_intent_grace before repair may revert it (an agent's is judged by a lease).
+    request.writer = "controller";
+    request.names["#xe"] = "error";
+    request.values[":xf"] = ddb::S(codec::FormatTime(clock_.Now()));
+    request.values[":xe"] = ddb::S(ClipUtf8(error));
+    request.extra_set = "finished_at = :xf, #xe = :xe";
+    if (seen.state == UnitState::kRunning) {
+      request.owner = seen.owner;
+      if (seen.attempt >= 1) {
+        const std::string slot = "attempts[" + std::to_string(seen.attempt - 1) + "]";
+        request.values[":xr"] = ddb::S("poison");
+        request.extra_set +=
+            ", " + slot + ".finished_at = :xf, " + slot + ".reason = :xr, " + slot + ".#xe = :xe";
+      }
+    }
+    // An exit code left from an earlier attempt would read as this end's.
+    request.extra_remove = {"lease_until", "cancel_requested", "exit_code"};
+    // The intent is removed at once rather than left for a piggyback: sweeps are rare and
+    // may come from any process.
+    std::optional<internal::PendingIntent> pending;
+    Status status = transitions_.Run(request, pending);
+    if (pending) (void)transitions_.RemoveIntent(request.job, *pending);  // repair keeps it
+    return status;
+  }
+
  private:
   // The job item as a recount needs it: stored counters, `seq`, and the intents (unit, id).
   struct RecountSnapshot {

@@ -657,4 +657,21 @@ Status SqsClient::PurgeQueue(const std::string& queue_url) {
   return CallJson(*client_, kTargetPrefix, "PurgeQueue", json{{"QueueUrl", queue_url}}).status();
 }
 
+Status Sqs::SetQueueAttributes(const std::string& queue_url,
+                               const std::map<std::string, std::string>&) {
+  Error error;
+  error.category = ErrorCategory::kClient;
+  error.service = "SQS";
+  error.operation = "SetQueueAttributes";
+  error.message = "this Sqs implementation cannot change queue " + queue_url;
+  return error;
+}
+
+Status SqsClient::SetQueueAttributes(const std::string& queue_url,
+                                     const std::map<std::string, std::string>& attributes) {
+  return CallJson(*client_, kTargetPrefix, "SetQueueAttributes",
+                  json{{"QueueUrl", queue_url}, {"Attributes", attributes}})
+      .status();
+}
+
 }  // namespace spotgrid

@@ -14,9 +14,11 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "spotgrid/core/status.h"
 #include "spotgrid/ledger/types.h"
@@ -106,6 +108,41 @@ class UnitLeases {
   virtual Status FlushIntents(const std::string& job, const std::string& writer) = 0;
 
   virtual Status PutWorker(const WorkerRecord& worker) = 0;
+
+  // --- what the sweeper needs (spotgrid/ledger/sweeper.h, docs/ledger.md "Messages and the
+  // sweeper") ----------------------------------------------------------------------------
+  // The unit as stored (rows included); nullopt when the job or the unit does not exist.
+  virtual Result<std::optional<UnitRecord>> GetUnit(const std::string& job,
+                                                    const std::string& unit) = 0;
+
+  // Jobs that may still need a message: the enqueue is not DONE, or the counters say units
+  // remain (succeeded + failed + cancelled < total). Read from the JOBS partition of by_state.
+  virtual Result<std::vector<JobRecord>> ListActiveJobs() = 0;
+
+  // The units of `job` in `state` that entered it before `entered_before` (all of them when
+  // nullopt), oldest first, page by page from the by_state index (eventually consistent: a
+  // unit may be listed just after it moved on). Rows are not read. The callback returns false
+  // to stop.
+  virtual Status ListUnitsInState(
+      const std::string& job, UnitState state, std::optional<Clock::WallTime> entered_before,
+      const std::function<bool(const std::vector<UnitRecord>&)>& on_page) = 0;
+
+  // Stamps `swept_at = now` on a unit about to get a fresh message, so that sweepers racing
+  // each other send at most one per unit per `resend_after`. One conditional write: it lands
+  // only while the unit is exactly as `seen` (state, attempt, state_since and, when RUNNING,
+  // lease_until) and no sweeper stamped this same state of the unit less than `resend_after`
+  // ago. true: the caller won and sends the message; false: it lost (the unit moved, or
+  // another sweeper has it) and sends nothing.
+  virtual Result<bool> MarkSwept(const UnitRecord& seen, std::chrono::seconds resend_after) = 0;
+
+  // QUEUED, or RUNNING under `seen`'s attempt and owner, -> FAILED because the unit's message
+  // reached the dead-letter queue: counted exactly once (docs/ledger.md) and kept with
+  // `error` (ClipUtf8) as the unit's error; from RUNNING the attempt's entry is closed with
+  // reason "poison". The unit's failures are not counted up: no attempt of the command failed.
+  // IsConditionFailed() (nothing changed) when the unit is no longer as `seen` (state and
+  // attempt). The lease is not part of the condition: the caller judges it lapsed, and the
+  // ledger's counted transition names state, attempt and owner only.
+  virtual Status FailPoisoned(const UnitRecord& seen, const std::string& error) = 0;
 };
 
 }  // namespace spotgrid

@@ -138,6 +138,11 @@ class Sqs {
   virtual Result<BatchResult> ChangeMessageVisibilityBatch(
       const std::string& queue_url, std::span<const VisibilityEntry> entries) = 0;
   virtual Status PurgeQueue(const std::string& queue_url) = 0;
+  // Changes queue attributes as SQS names them ("MessageRetentionPeriod" -> "1209600").
+  // Not pure, so that test doubles that never change a queue need not implement it: this
+  // default refuses with a kClient error naming the operation.
+  virtual Status SetQueueAttributes(const std::string& queue_url,
+                                    const std::map<std::string, std::string>& attributes);
 };
 
 struct SqsClientOptions {
@@ -176,6 +181,8 @@ class SqsClient final : public Sqs {
   Result<BatchResult> ChangeMessageVisibilityBatch(
       const std::string& queue_url, std::span<const VisibilityEntry> entries) override;
   Status PurgeQueue(const std::string& queue_url) override;
+  Status SetQueueAttributes(const std::string& queue_url,
+                            const std::map<std::string, std::string>& attributes) override;
 
   const SqsClientOptions& options() const { return options_; }
 
