@@ -52,6 +52,8 @@ constexpr seconds kMessageCallDeadline{10};
 // After D, the exit's own writes (intents, the worker item, the lifecycle answer) may take
 // this long; the rest of the exit margin is the process's to end.
 constexpr seconds kExitWrites{3};
+// The process ends this long before the notice's time if the drain has not ended by then.
+constexpr seconds kOverrunMargin{1};
 constexpr std::int64_t kMaxVisibilitySeconds = 43200;  // SQS limit for one visibility timeout
 
 const std::vector<std::string> kQueueDepthAttributes = {"ApproximateNumberOfMessages",
@@ -118,6 +120,7 @@ struct Agent::Impl {
   // Idle tracking (main thread only).
   std::optional<Clock::MonoTime> idle_since_mono;
   Clock::MonoTime next_sweep{};  // main loop only
+  bool waiting_for_jobs = false;  // main loop only: logged that idle shutdown waits for jobs
   std::mt19937_64 rng{std::random_device{}()};
   // Denials of the main loop's calls (main thread only); set once they were too many.
   PermissionTracker permissions;
@@ -267,11 +270,12 @@ struct Agent::Impl {
         PutWorker();
         next_worker = now + config.heartbeat;
       }
-      // The drain must be over by its exit bound, whatever is still in flight.
-      if (auto times = drain.Times(); times && deps.on_drain_overrun &&
-                                      clock().Monotonic() >= times->deadline + kDrainExitMargin) {
-        Logger().error(
-            "drain: still running at the notice's time less nothing to spare; exiting now");
+      // The drain must be over by its exit bound, whatever is still in flight: a second before
+      // the notice's time (or the stop timeout), the process ends.
+      if (auto times = drain.Times();
+          times && deps.on_drain_overrun &&
+          clock().Monotonic() >= times->deadline + kDrainExitMargin - kOverrunMargin) {
+        Logger().error("drain: still running a second before the instance goes; exiting now");
         deps.on_drain_overrun();
       }
       if (lifecycle_drain && CanAnswerLifecycle() &&
@@ -532,26 +536,35 @@ struct Agent::Impl {
   // Sends messages again for units that need one and have none (a lapsed lease, an orphan of
   // a purged queue) and settles dead letters (ledger/sweeper.h). Every agent sweeps now and
   // then, at a jittered interval, so units of a worker that vanished are back soon whoever is
-  // left; the conditional stamps keep many sweepers from sending twice. True if it sent any
-  // message.
-  bool Sweep() {
+  // left; the conditional stamps keep many sweepers from sending twice.
+  struct SweepOutcome {
+    bool complete = false;  // every step of the sweep went through
+    bool sent = false;      // it sent a message for some unit
+    int active_jobs = 0;    // jobs with units not ended (or an unfinished enqueue)
+  };
+  SweepOutcome Sweep() {
     next_sweep = clock().Monotonic() + SweepInterval();
-    ScopedDeadline deadline(CallBound(config.heartbeat));
+    // A sweep makes a few calls in a row, each retried: a lease's worth of time for all.
+    ScopedDeadline deadline(CallBound(config.lease));
     Sweeper sweeper(*deps.ledger, *deps.sqs, clock());
     auto report = sweeper.Sweep(SweepScope::ForStack(stack));
+    SweepOutcome outcome;
     if (!report.ok()) {
       Logger().warn("sweep failed: {}", report.error().ToString());
-      return false;
+      return outcome;
     }
     if (!report->first_error.ok()) Logger().warn("sweep: {}", report->first_error.ToString());
+    outcome.complete = report->first_error.ok();
+    outcome.active_jobs = report->jobs;
     const int resent = report->lapsed_resent + report->orphans_resent;
+    outcome.sent = resent > 0;
     if (resent > 0 || report->poisoned > 0) {
       Logger().info(
           "sweep: sent {} unit(s) again ({} with a lapsed lease, {} without a message); {} "
           "failed as poison from the dead-letter queue",
           resent, report->lapsed_resent, report->orphans_resent, report->poisoned);
     }
-    return resent > 0;
+    return outcome;
   }
 
   // About one lease apart (a vanished worker's unit waits at most a lease and this), jittered
@@ -577,8 +590,21 @@ struct Agent::Impl {
     if (config.on_drain == DrainAction::kStay) return std::nullopt;
     if (clock().Monotonic() - *idle_since_mono < config.idle_shutdown) return std::nullopt;
     if (!QueueEmpty()) return std::nullopt;
-    // The last worker to go must not leave a unit that needs a message without one.
-    if (Sweep()) return std::nullopt;
+    // The last worker must not leave a unit that will need a message and have none: it stays
+    // while any job has units not ended (one RUNNING on another worker may yet lapse, a
+    // young QUEUED one may have lost its message), and goes only after a complete sweep.
+    const SweepOutcome swept = Sweep();
+    if (!swept.complete || swept.sent) return std::nullopt;
+    if (swept.active_jobs > 0) {
+      if (!waiting_for_jobs) {
+        Logger().info(
+            "queue empty, but {} job(s) have units not ended yet: staying to sweep them if "
+            "their workers vanish",
+            swept.active_jobs);
+      }
+      waiting_for_jobs = true;
+      return std::nullopt;
+    }
     // Never with a unit in hand (and so no upload unfinished): a slot ends its unit, uploads
     // included, before it frees itself.
     if (!slots.NoUnitsInHand()) return std::nullopt;

@@ -53,10 +53,12 @@ std::optional<std::int64_t> ParseLastModifiedNs(const std::string& text) {
 
 // Every object below `prefix`, counting the listing pages as requests.
 Result<std::vector<S3ListedObject>> ListPrefix(S3& s3, const std::string& bucket,
-                                               const std::string& prefix, std::int64_t& requests) {
+                                               const std::string& prefix, std::int64_t& requests,
+                                               const StopSource* stop) {
   std::vector<S3ListedObject> objects;
   ListObjectsOptions options;
   options.prefix = prefix;
+  options.stop = stop;
   std::string token;
   do {
     auto page = s3.ListObjectsV2Page(bucket, options, token);
@@ -153,7 +155,7 @@ Result<std::vector<DirectorySync::LocalFile>> DirectorySync::Walk() {
 }
 
 Status DirectorySync::LearnFromListing(const std::vector<LocalFile>& local, SyncStats& stats) {
-  auto objects = ListPrefix(*s3_, bucket_, prefix_, stats.requests);
+  auto objects = ListPrefix(*s3_, bucket_, prefix_, stats.requests, options_.stop);
   if (!objects.ok()) return objects.error();
   std::unordered_map<std::string, const LocalFile*> by_relative;
   for (const LocalFile& file : local) by_relative.emplace(file.relative, &file);
@@ -353,7 +355,7 @@ Result<RestoreStats> RestoreDirectory(S3& s3, const std::string& bucket, const s
                                       const StopSource* stop) {
   if (stop != nullptr && stop->Requested()) return Error::Cancelled("RestoreDirectory");
   std::int64_t requests = 0;
-  auto objects = ListPrefix(s3, bucket, prefix, requests);
+  auto objects = ListPrefix(s3, bucket, prefix, requests, stop);
   if (!objects.ok()) return objects.error();
 
   struct Download {

@@ -196,6 +196,42 @@ TEST_F(SweeperIntegrationTest, ALapsedLeaseGetsOneFreshMessageAndTheClaimTakesTh
   EXPECT_EQ(takeover->unit.attempt, 2);
 }
 
+// A worker that died between its two finish writes left its count in the job item with the
+// unit still RUNNING: the counters say the job is done. The sweep keeps the job active,
+// settles the intent once the lease lapsed (reverted: the unit never moved) and sends the
+// unit again.
+TEST_F(SweeperIntegrationTest, ALeftoverIntentDoesNotHideALapsedUnit) {
+  Enqueue("j", 1);
+  ASSERT_FALSE(HasFatalFailure());
+  auto claim = ledger_->ClaimUnit({"j", "u0", "i-dead/0", seconds(30)});
+  ASSERT_TRUE(claim.ok() && claim->outcome == ClaimOutcome::kClaimed);
+  ASSERT_EQ(Drain(stack_info_.queue_url, 1).size(), 1u);
+  CountedTransitionRequest half;
+  half.job = "j";
+  half.unit = "u0";
+  half.from = UnitState::kRunning;
+  half.attempt = claim->unit.attempt;
+  half.owner = "i-dead/0";
+  half.to = UnitState::kSucceeded;
+  half.writer = "i-dead/0";
+  half.crash_after_writes = 1;  // the count and the intent, not the unit: then kill -9
+  ASSERT_TRUE(ledger_->CountedTransition(half).ok());
+  auto counts = ledger_->Counts("j");
+  ASSERT_TRUE(counts.ok());
+  ASSERT_EQ(counts->succeeded, 1);  // reads as done
+
+  clock_.Advance(seconds(40));  // the lease lapsed, past the grace
+  SweepReport report = Sweep(*ledger_);
+  EXPECT_EQ(report.jobs, 1);
+  EXPECT_EQ(report.lapsed_resent, 1);
+  EXPECT_TRUE(report.first_error.ok()) << report.first_error.ToString();
+  counts = ledger_->Counts("j");
+  ASSERT_TRUE(counts.ok());
+  EXPECT_EQ(counts->succeeded, 0);
+  std::map<std::string, int> bodies = Drain(stack_info_.queue_url, 1);
+  EXPECT_EQ(bodies, (std::map<std::string, int>{{EncodeUnitMessage("j", "u0"), 1}}));
+}
+
 TEST_F(SweeperIntegrationTest, ADeadLetterFailsItsQueuedUnitAsPoisonOnceAndIsDeleted) {
   Enqueue("j", 2);
   ASSERT_FALSE(HasFatalFailure());

@@ -292,6 +292,8 @@ Result<std::optional<UnitRecord>> FakeUnitLeases::GetUnit(const std::string& job
   return std::optional<UnitRecord>(stored->record);
 }
 
+Result<RepairReport> FakeUnitLeases::RepairJob(const std::string&) { return RepairReport{}; }
+
 Result<std::vector<JobRecord>> FakeUnitLeases::ListActiveJobs() {
   std::lock_guard<std::mutex> lock(mu_);
   if (auto error = Enter(Op::kListActiveJobs)) return *error;

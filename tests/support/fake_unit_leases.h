@@ -64,6 +64,8 @@ class FakeUnitLeases final : public UnitLeases {
       const std::function<bool(const std::vector<UnitRecord>&)>& on_page) override;
   Result<bool> MarkSwept(const UnitRecord& seen, std::chrono::seconds resend_after) override;
   Status FailPoisoned(const UnitRecord& seen, const std::string& error) override;
+  // The fake counts in one step and leaves no intents: there is never anything to settle.
+  Result<RepairReport> RepairJob(const std::string& job) override;
 
   // --- set-up --------------------------------------------------------------------------
   // The stack GetStack returns (nullopt: a table without a stack item).

@@ -342,6 +342,9 @@ class BlackHoledRenewals final : public UnitLeases {
   Status FailPoisoned(const UnitRecord& seen, const std::string& error) override {
     return inner_->FailPoisoned(seen, error);
   }
+  Result<RepairReport> RepairJob(const std::string& job) override {
+    return inner_->RepairJob(job);
+  }
 
  private:
   std::shared_ptr<FakeUnitLeases> inner_;
@@ -888,6 +891,38 @@ TEST_F(AgentLoopTest, IdleWithEmptyQueueExitsWhenOnDrainIsExit) {
   ASSERT_TRUE(exit.ok());
   EXPECT_EQ(*exit, AgentExit::kDrained);
   EXPECT_EQ(ledger_->Worker("i-test")->state, "ended");
+}
+
+// The queue is empty, but another worker's unit is still RUNNING: if that worker vanishes,
+// only a sweep brings the unit back. The idle agent stays, takes the unit over once the
+// lease lapsed, runs it, and only then switches off.
+TEST_F(AgentLoopTest, IdleAgentStaysWhileAnotherWorkersUnitMayStillLapse) {
+  config_.on_drain = DrainAction::kExit;
+  config_.idle_shutdown = seconds(60);
+  AddJob("j", {"echo run $SPOTGRID_ATTEMPT >> " + Marker("runs")});
+  auto other = ledger_->ClaimUnit({"j", "u0", "i-other/0", seconds(90)});
+  ASSERT_TRUE(other.ok());
+  ASSERT_EQ(other->outcome, ClaimOutcome::kClaimed);
+  StartAgent();
+  ASSERT_TRUE(WaitUntil([&] { return sqs_->CallCount("ReceiveMessage") >= 2; }, kDeadline));
+  clock_.Advance(seconds(61));  // idle long enough, queue empty: but a unit has not ended
+  const int sweeps = ledger_->Calls(Op::kListActiveJobs);
+  ASSERT_TRUE(
+      WaitUntil([&] { return ledger_->Calls(Op::kListActiveJobs) > sweeps + 1; }, kDeadline));
+  EXPECT_FALSE(AgentReturned());
+  clock_.Advance(seconds(40));  // the other worker's lease lapsed (90 s) past the grace
+  ASSERT_TRUE(WaitForState("j", "u0", UnitState::kSucceeded));
+  EXPECT_EQ(ReadFile(Marker("runs")), "run 2\n");
+  // Idle again (a round that started nothing with the slot free), then long enough.
+  ASSERT_TRUE(WaitUntil([&] { return notifier_.last_status() == "0/2 slots busy"; }, kDeadline));
+  const int receives = sqs_->CallCount("ReceiveMessage");
+  ASSERT_TRUE(
+      WaitUntil([&] { return sqs_->CallCount("ReceiveMessage") >= receives + 2; }, kDeadline));
+  clock_.Advance(seconds(61));  // and nothing is left to end
+  ASSERT_TRUE(WaitUntil([&] { return AgentReturned(); }, kDeadline));
+  auto exit = JoinAgent();
+  ASSERT_TRUE(exit.ok());
+  EXPECT_EQ(*exit, AgentExit::kDrained);
 }
 
 TEST_F(AgentLoopTest, IdleDoesNotDrainWhileTheQueueHoldsMessages) {

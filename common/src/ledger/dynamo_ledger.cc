@@ -610,7 +610,8 @@ class DynamoLedger final : public Ledger {
     for (JobRecord& job : *jobs) {
       const bool enqueue_done = job.enqueue_state == "DONE";
       const bool units_remain = job.succeeded + job.failed + job.cancelled < job.spec.total;
-      if (!enqueue_done || units_remain) active.push_back(std::move(job));
+      // A leftover intent may count a unit as ended before it has moved (sweeper.h).
+      if (!enqueue_done || units_remain || !job.inflight.empty()) active.push_back(std::move(job));
     }
     return active;
   }

@@ -17,7 +17,10 @@ namespace {
 constexpr std::size_t kStampChunk = 100;
 
 bool Active(const JobRecord& job) {
-  return job.enqueue_state != "DONE" || job.succeeded + job.failed + job.cancelled < job.spec.total;
+  // An intent left in the job item counts its unit as ended before the unit has moved: the
+  // job stays active until repair has settled it.
+  return job.enqueue_state != "DONE" ||
+         job.succeeded + job.failed + job.cancelled < job.spec.total || !job.inflight.empty();
 }
 
 // No lease at all is as good as a lapsed one: ClaimUnit takes such a unit over too.
@@ -212,6 +215,14 @@ Result<SweepReport> Sweeper::Sweep(const SweepScope& scope) const {
     }
     return sent;
   };
+
+  // Intents of writers that died between their two writes: settled first, so counters that
+  // made a job look finished while a unit still runs (or lapsed) are put right.
+  for (const JobRecord& job : jobs) {
+    if (job.inflight.empty()) continue;
+    auto repaired = leases_.RepairJob(job.spec.id);
+    errors.Note(repaired.ok() ? Status::Ok() : Status(repaired.error()));
+  }
 
   // 2. Lapsed leases.
   const Clock::WallTime now = clock_.Now();

@@ -306,6 +306,7 @@ Result<ListObjectsPage> S3Client::ListObjectsV2Page(const std::string& bucket,
   }
   AwsRequest request = MakeRequest("ListObjectsV2", "GET", bucket, "");
   request.query.emplace_back("list-type", "2");
+  request.stop = options.stop;
   if (!continuation_token.empty()) {
     request.query.emplace_back("continuation-token", continuation_token);
   }

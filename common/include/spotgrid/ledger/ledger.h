@@ -28,11 +28,6 @@ struct PutUnitsProgress {
   std::int64_t written = 0;  // units written so far
 };
 
-struct RepairReport {
-  int intents_settled = 0;   // intents whose transition had happened: count kept
-  int intents_reverted = 0;  // intents whose transition never happened: count undone
-  int intents_pending = 0;   // intents whose writer may still be alive: left alone
-};
 
 // What CheckCounts found (docs/ledger.md, "Counters that drifted").
 struct CountCheck {
@@ -123,8 +118,8 @@ class Ledger : public UnitLeases {
   virtual Status CountedTransition(const CountedTransitionRequest& request) = 0;
 
   // --- repair --------------------------------------------------------------------------
-  // Settles counting intents left by writers that died between the two writes.
-  virtual Result<RepairReport> RepairJob(const std::string& job) = 0;
+  // (RepairJob, which settles intents left by writers that died between the two writes, is
+  // in UnitLeases: the agents' sweeper runs it too.)
   // Recounts every state from the unit items and rewrites the counters, fencing every
   // intent first (a transition still in flight is refused): `progress --exact`.
   virtual Result<JobCounts> RecountJob(const std::string& job) = 0;

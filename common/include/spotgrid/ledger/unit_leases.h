@@ -32,6 +32,12 @@ inline constexpr std::size_t kMaxProgressBytes = 1024;
 // UTF-8), and the result is cut at a character boundary to at most `max_bytes` bytes.
 std::string ClipUtf8(std::string_view text, std::size_t max_bytes = kMaxProgressBytes);
 
+struct RepairReport {
+  int intents_settled = 0;   // intents whose transition had happened: count kept
+  int intents_reverted = 0;  // intents whose transition never happened: count undone
+  int intents_pending = 0;   // intents whose writer may still be alive: left alone
+};
+
 struct LeaseRef {
   std::string job;
   std::string unit;
@@ -143,6 +149,11 @@ class UnitLeases {
   // attempt). The lease is not part of the condition: the caller judges it lapsed, and the
   // ledger's counted transition names state, attempt and owner only.
   virtual Status FailPoisoned(const UnitRecord& seen, const std::string& error) = 0;
+
+  // Settles the counting intents of `job` whose writers died between the two writes
+  // (docs/ledger.md): kept when the unit carries the transition, reverted once the writer's
+  // lease has lapsed (or the controller's grace passed), left alone otherwise.
+  virtual Result<RepairReport> RepairJob(const std::string& job) = 0;
 };
 
 }  // namespace spotgrid

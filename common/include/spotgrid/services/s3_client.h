@@ -79,6 +79,8 @@ struct ListObjectsOptions {
   std::string delimiter;    // "/" groups keys below the next '/' into common_prefixes
   std::string start_after;  // list keys strictly after this one (first page only)
   int max_keys = 1000;      // per page; S3 caps a page at 1,000 anyway
+  // Raised by shutdown or a drain: the page in flight ends at once with a kCancelled error.
+  const StopSource* stop = nullptr;
 };
 
 // One ListObjectsV2 page.
