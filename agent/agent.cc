@@ -112,7 +112,7 @@ struct Agent::Impl {
   std::set<std::pair<std::string, std::string>> intents;  // (job, writer) to flush when idle
   Clock::WallTime started_at{};
   std::optional<Clock::WallTime> idle_since;
-  std::string state = "running";
+  WorkerState state = WorkerState::kRunning;
   std::string last_status;
   // A permission the main loop was denied, for the status line; "" when none.
   std::string permission_problem;
@@ -151,7 +151,7 @@ struct Agent::Impl {
     std::string text = std::to_string(in_hand.size()) + "/" + std::to_string(slots.size()) +
                        " slots busy";
     if (!units.empty()) text += ": " + units;
-    if (state != "running") text += " (" + state + ")";
+    if (state != WorkerState::kRunning) text += " (" + std::string(ToString(state)) + ")";
     if (!permission_problem.empty()) text += "; " + permission_problem;
     return text;
   }
@@ -182,7 +182,7 @@ struct Agent::Impl {
     worker.started_at = started_at;
     worker.idle_since = idle_since;
     worker.state = state;
-    if (state == "ended") worker.ended_at = worker.last_heartbeat;
+    if (state == WorkerState::kEnded) worker.ended_at = worker.last_heartbeat;
     return worker;
   }
 
@@ -201,7 +201,7 @@ struct Agent::Impl {
     if (!put.ok()) Logger().warn("could not write the worker item: {}", put.ToString());
   }
 
-  void SetState(const std::string& new_state) {
+  void SetState(WorkerState new_state) {
     {
       std::lock_guard<std::mutex> lock(mu);
       state = new_state;
@@ -620,9 +620,9 @@ struct Agent::Impl {
           config.idle_shutdown.count());
       return AgentExit::kDrained;
     }
-    SetState("draining");
+    SetState(WorkerState::kDraining);
     if (TerminateSelf()) return AgentExit::kTerminated;
-    SetState("running");
+    SetState(WorkerState::kRunning);
     return std::nullopt;  // tried again after the next empty round
   }
 
@@ -757,7 +757,7 @@ struct Agent::Impl {
     ticker_stop.Request();
     ticker.join();
     FlushIntents();
-    SetState("ended");
+    SetState(WorkerState::kEnded);
     PutWorker();
     if (lifecycle_drain) CompleteLifecycle();
     Logger().info("agent stopped ({})", exit == AgentExit::kStopped   ? "stop requested"
@@ -877,7 +877,7 @@ struct Agent::Impl {
     deps.notifier->Stopping();
     {
       std::lock_guard<std::mutex> lock(mu);
-      if (state == "running") state = "draining";
+      if (state == WorkerState::kRunning) state = WorkerState::kDraining;
     }
     intake_stop.Request();
     stop.Request();

@@ -28,7 +28,7 @@ ProgressReport BuildProgressReport(const ProgressInputs& inputs, Clock::WallTime
   ProgressReport report;
   report.job = inputs.job.spec.id;
   report.counts = inputs.counts;
-  report.enqueue_done = inputs.job.enqueue_state != "WRITING";
+  report.enqueue_done = inputs.job.enqueue_state == EnqueueState::kDone;
   report.done = report.enqueue_done && inputs.counts.queued == 0 && inputs.counts.running == 0;
   report.exact = inputs.exact;
   report.repair = inputs.repair;

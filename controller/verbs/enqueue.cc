@@ -326,7 +326,7 @@ int RunEnqueue(const Args& args, Controller& controller) {
       message += "; enqueue it under another --job, or repeat the original settings";
       return ReportError(controller, Error::InvalidInput(message));
     }
-    if (record->spec.grid_sha256 == spec.grid_sha256 && record->enqueue_state == "DONE") {
+    if (record->spec.grid_sha256 == spec.grid_sha256 && record->enqueue_state == EnqueueState::kDone) {
       summary.already_present = summary.units;
       summary.seconds =
           std::chrono::duration<double>(controller.clock().Monotonic() - started).count();
@@ -376,9 +376,10 @@ int RunEnqueue(const Args& args, Controller& controller) {
   // first, so a crash in between makes the next run resend every unit rather than lose some.
   std::int64_t send_from = 0;
   bool subset = false;
-  if (record && record->enqueue_state != "DONE" && record->spec.grid_sha256 == spec.grid_sha256) {
+  if (record && record->enqueue_state != EnqueueState::kDone &&
+      record->spec.grid_sha256 == spec.grid_sha256) {
     send_from = std::min<std::int64_t>(record->sent_through, summary.units);
-  } else if (record && record->enqueue_state == "DONE") {
+  } else if (record && record->enqueue_state == EnqueueState::kDone) {
     subset = true;
   }
   const std::int64_t total_after = units_in_ledger + static_cast<std::int64_t>(missing.size());

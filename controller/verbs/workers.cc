@@ -23,7 +23,7 @@ std::chrono::seconds StaleAfter(const WorkerRecord& worker) {
 }
 
 bool IsStale(const WorkerRecord& worker, Clock::WallTime now) {
-  return worker.state != "ended" && now - worker.last_heartbeat > StaleAfter(worker);
+  return worker.state != WorkerState::kEnded && now - worker.last_heartbeat > StaleAfter(worker);
 }
 
 int RunWorkers(const Args& args, Controller& controller) {
@@ -37,7 +37,7 @@ int RunWorkers(const Args& args, Controller& controller) {
 
   std::vector<WorkerRecord> shown;
   for (WorkerRecord& worker : *workers) {
-    if (all || worker.state != "ended") shown.push_back(std::move(worker));
+    if (all || worker.state != WorkerState::kEnded) shown.push_back(std::move(worker));
   }
   std::sort(shown.begin(), shown.end(), [](const WorkerRecord& a, const WorkerRecord& b) {
     return a.instance_id < b.instance_id;
@@ -54,7 +54,7 @@ int RunWorkers(const Args& args, Controller& controller) {
            {"slots", w.slots},
            {"heartbeat_s", w.heartbeat_s},
            {"units", w.units_in_hand},
-           {"state", w.state},
+           {"state", ToString(w.state)},
            {"started_at", FormatIso8601(w.started_at)},
            {"last_heartbeat", FormatIso8601(w.last_heartbeat)},
            {"heartbeat_age_s",
@@ -82,7 +82,7 @@ int RunWorkers(const Args& args, Controller& controller) {
       units += (i ? ", " : " ") + w.units_in_hand[i];
     }
     if (w.units_in_hand.size() > 3) units += ", ...";
-    std::string state = w.state.empty() ? "-" : w.state;
+    std::string state(ToString(w.state));
     if (IsStale(w, now)) {
       state += " (STALE)";
       ++stale;

@@ -544,27 +544,32 @@ class Handler(BaseHTTPRequestHandler):
             self.upstream_conn.close()
             self.upstream_conn = None
 
-    def forward(self, body_chunks):
+    def send_upstream(self, body_chunks):
+        """Sends the request on to the upstream as received; returns the upstream's response
+        (its headers read, its body not). Raises OSError or HTTPException."""
         chunked_request = "chunked" in self.headers.get("Transfer-Encoding", "").lower()
-        try:
-            conn = self.open_upstream()
-            path = (self.upstream.path.rstrip("/") + self.path) if self.upstream.path else self.path
-            conn.putrequest(self.command, path, skip_host=True, skip_accept_encoding=True)
-            for name, value in self.headers.items():
-                if name.lower() in HOP_BY_HOP:
-                    continue
-                conn.putheader(name, value)
-            conn.endheaders()
-            for data in body_chunks:
-                if chunked_request:
-                    conn.send(b"%x\r\n%s\r\n" % (len(data), data))
-                else:
-                    conn.send(data)
+        conn = self.open_upstream()
+        path = (self.upstream.path.rstrip("/") + self.path) if self.upstream.path else self.path
+        conn.putrequest(self.command, path, skip_host=True, skip_accept_encoding=True)
+        for name, value in self.headers.items():
+            if name.lower() in HOP_BY_HOP:
+                continue
+            conn.putheader(name, value)
+        conn.endheaders()
+        for data in body_chunks:
             if chunked_request:
-                conn.send(b"0\r\n\r\n")
-            with STATE.lock:
-                STATE.forwarded += 1
-            response = conn.getresponse()
+                conn.send(b"%x\r\n%s\r\n" % (len(data), data))
+            else:
+                conn.send(data)
+        if chunked_request:
+            conn.send(b"0\r\n\r\n")
+        with STATE.lock:
+            STATE.forwarded += 1
+        return conn.getresponse()
+
+    def forward(self, body_chunks):
+        try:
+            response = self.send_upstream(body_chunks)
         except (OSError, http.client.HTTPException) as e:
             self.close_upstream()
             self.upstream_failed(e)
@@ -605,26 +610,8 @@ class Handler(BaseHTTPRequestHandler):
     def forward_buffered(self, body_chunks):
         """Forwards the request and reads the whole response: (status, reason, headers, body),
         or None after answering 502 when the upstream failed."""
-        chunked_request = "chunked" in self.headers.get("Transfer-Encoding", "").lower()
         try:
-            conn = self.open_upstream()
-            path = (self.upstream.path.rstrip("/") + self.path) if self.upstream.path else self.path
-            conn.putrequest(self.command, path, skip_host=True, skip_accept_encoding=True)
-            for name, value in self.headers.items():
-                if name.lower() in HOP_BY_HOP:
-                    continue
-                conn.putheader(name, value)
-            conn.endheaders()
-            for data in body_chunks:
-                if chunked_request:
-                    conn.send(b"%x\r\n%s\r\n" % (len(data), data))
-                else:
-                    conn.send(data)
-            if chunked_request:
-                conn.send(b"0\r\n\r\n")
-            with STATE.lock:
-                STATE.forwarded += 1
-            response = conn.getresponse()
+            response = self.send_upstream(body_chunks)
             body = response.read() if self.command != "HEAD" else b""
             result = (response.status, response.reason, response.getheaders(), body)
             if response.will_close:

@@ -220,7 +220,7 @@ class AgentDrainTest : public ::testing::Test {
     bool ended = false;
     if (workers.ok()) {
       for (const WorkerRecord& worker : *workers) {
-        if (worker.instance_id == agent.instance_id()) ended = worker.state == "ended";
+        if (worker.instance_id == agent.instance_id()) ended = worker.state == WorkerState::kEnded;
       }
     }
     EXPECT_TRUE(ended) << "the worker item of " << agent.instance_id() << " does not say ended";
@@ -491,7 +491,7 @@ TEST_F(AgentDrainTest, DrainedAgentTerminatesThroughItsGroupWithDecrementOnceAft
   ASSERT_TRUE(workers.ok()) << workers.error().ToString();
   bool ended = false;
   for (const WorkerRecord& worker : *workers) {
-    if (worker.instance_id == options.instance_id) ended = worker.state == "ended";
+    if (worker.instance_id == options.instance_id) ended = worker.state == WorkerState::kEnded;
   }
   EXPECT_TRUE(ended) << "the worker item does not record the end";
 }

@@ -211,7 +211,7 @@ class ControllerVerbsTest : public ::testing::Test {
     w.slots = 2;
     w.started_at = Clock::System().Now() - hours(2);
     w.last_heartbeat = heartbeat;
-    w.state = "running";
+    w.state = WorkerState::kRunning;
     return w;
   }
 
@@ -739,7 +739,7 @@ TEST_F(ControllerVerbsTest, WorkersShowsLiveAgentsAndMarksStaleOnes) {
   WorkerRecord stale = Worker("i-0stale", "m5.large", false, now - minutes(10));
   stale.idle_since = now - minutes(12);
   WorkerRecord ended = Worker("i-0ended", "c5.large", true, now - hours(1));
-  ended.state = "ended";
+  ended.state = WorkerState::kEnded;
   ended.ended_at = now - hours(1);
   for (const WorkerRecord& w : {live, stale, ended}) ASSERT_TRUE(ledger_->PutWorker(w).ok());
 

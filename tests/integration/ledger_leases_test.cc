@@ -414,7 +414,7 @@ TEST_F(LedgerLeasesTest, WorkerHeartbeatIntervalRoundTrips) {
   worker.heartbeat_s = 7;
   worker.started_at = h_.Now();
   worker.last_heartbeat = h_.Now();
-  worker.state = "running";
+  worker.state = WorkerState::kRunning;
   ASSERT_TRUE(h_.ledger_->PutWorker(worker).ok());
   auto workers = h_.ledger_->ListWorkers();
   ASSERT_TRUE(workers.ok()) << workers.error().ToString();

@@ -216,12 +216,12 @@ TEST_F(LedgerTest, CreateJobReturnsFalseTheSecondTimeAndKeepsTheSpec) {
   EXPECT_EQ((*job)->spec.retry.fail_exit_codes, (std::vector<int>{2}));
   EXPECT_EQ((*job)->spec.timeout_s, 3600);
   EXPECT_EQ((*job)->spec.total, 5);
-  EXPECT_EQ((*job)->enqueue_state, "WRITING");
+  EXPECT_EQ((*job)->enqueue_state, EnqueueState::kWriting);
 
   ASSERT_TRUE(ledger_->SetEnqueueProgress("j1", 5, 6, true).ok());
   job = ledger_->GetJob("j1");
   ASSERT_TRUE(job.ok() && job->has_value());
-  EXPECT_EQ((*job)->enqueue_state, "DONE");
+  EXPECT_EQ((*job)->enqueue_state, EnqueueState::kDone);
   EXPECT_EQ((*job)->sent_through, 5);
   EXPECT_EQ((*job)->spec.total, 6);
 
@@ -572,14 +572,14 @@ TEST_F(LedgerTest, WorkersRoundTrip) {
   worker.units_in_hand = {"j/u1", "j/u2"};
   worker.started_at = Clock::WallTime(std::chrono::milliseconds(1'790'000'000'500));
   worker.last_heartbeat = worker.started_at + std::chrono::seconds(30);
-  worker.state = "running";
+  worker.state = WorkerState::kRunning;
   ASSERT_TRUE(ledger_->PutWorker(worker).ok());
   WorkerRecord second = worker;
   second.instance_id = "i-0def";
   second.spot = false;
   second.units_in_hand.clear();
   second.idle_since = worker.last_heartbeat;
-  second.state = "ended";
+  second.state = WorkerState::kEnded;
   second.ended_at = worker.last_heartbeat + std::chrono::seconds(5);
   ASSERT_TRUE(ledger_->PutWorker(second).ok());
 
@@ -599,7 +599,7 @@ TEST_F(LedgerTest, WorkersRoundTrip) {
   EXPECT_FALSE(b.spot);
   EXPECT_EQ(b.idle_since, second.idle_since);
   EXPECT_EQ(b.ended_at, second.ended_at);
-  EXPECT_EQ(b.state, "ended");
+  EXPECT_EQ(b.state, WorkerState::kEnded);
 }
 
 TEST_F(LedgerTest, ReplaceUnitRefusesRunningUnits) {

@@ -300,7 +300,8 @@ Result<std::vector<JobRecord>> FakeUnitLeases::ListActiveJobs() {
   std::vector<JobRecord> active;
   for (const auto& [id, job] : jobs_) {
     const JobRecord& r = job.record;
-    if (r.enqueue_state != "DONE" || r.succeeded + r.failed + r.cancelled < r.spec.total) {
+    if (r.enqueue_state != EnqueueState::kDone ||
+        r.succeeded + r.failed + r.cancelled < r.spec.total || !r.inflight.empty()) {
       active.push_back(r);
     }
   }
@@ -390,7 +391,7 @@ Status FakeUnitLeases::FailPoisoned(const UnitRecord& seen, const std::string& e
   return Status::Ok();
 }
 
-void FakeUnitLeases::SetEnqueueState(const std::string& job, const std::string& state) {
+void FakeUnitLeases::SetEnqueueState(const std::string& job, EnqueueState state) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = jobs_.find(job);
   if (it != jobs_.end()) it->second.record.enqueue_state = state;
@@ -412,7 +413,7 @@ void FakeUnitLeases::AddJob(const JobSpec& spec) {
   job.record = JobRecord{};
   job.record.spec = spec;
   job.record.spec.total = static_cast<std::int64_t>(job.units.size());
-  job.record.enqueue_state = "DONE";
+  job.record.enqueue_state = EnqueueState::kDone;
 }
 
 bool FakeUnitLeases::AddUnit(const std::string& job, const UnitSpec& unit) {

@@ -80,8 +80,8 @@ class FakeUnitLeases final : public UnitLeases {
   // A job `job` with `units` QUEUED units "u0", "u1", ..., each one row running
   // "echo <i>" with the parameter i=<i>.
   void AddSimpleJob(const std::string& job, int units, RetryRules retry = {});
-  // The job's enqueue_state ("WRITING" or "DONE"; AddJob makes it DONE).
-  void SetEnqueueState(const std::string& job, const std::string& state);
+  // The job's enqueue state (AddJob makes it DONE).
+  void SetEnqueueState(const std::string& job, EnqueueState state);
 
   // --- inspection ----------------------------------------------------------------------
   std::optional<UnitRecord> Unit(const std::string& job, const std::string& unit) const;

@@ -783,7 +783,7 @@ TEST_F(AgentLoopTest, StopRequestReleasesRunningUnitAsInterrupted) {
   EXPECT_EQ(s3_->Object("bucket", "p/j/u0/output/part"), "partial\n");  // the final sync ran
   auto worker = ledger_->Worker("i-test");
   ASSERT_TRUE(worker);
-  EXPECT_EQ(worker->state, "ended");
+  EXPECT_EQ(worker->state, WorkerState::kEnded);
   auto events = notifier_.events();
   EXPECT_NE(std::find(events.begin(), events.end(), "STOPPING"), events.end());
 }
@@ -873,7 +873,7 @@ TEST_F(AgentLoopTest, WorkerItemShowsIdentityAndUnitsInHand) {
   EXPECT_TRUE(worker->spot);
   EXPECT_EQ(worker->slots, 2);
   EXPECT_EQ(worker->heartbeat_s, 30);
-  EXPECT_EQ(worker->state, "running");
+  EXPECT_EQ(worker->state, WorkerState::kRunning);
   StopAgent();
 }
 
@@ -890,7 +890,7 @@ TEST_F(AgentLoopTest, IdleWithEmptyQueueExitsWhenOnDrainIsExit) {
   auto exit = JoinAgent();
   ASSERT_TRUE(exit.ok());
   EXPECT_EQ(*exit, AgentExit::kDrained);
-  EXPECT_EQ(ledger_->Worker("i-test")->state, "ended");
+  EXPECT_EQ(ledger_->Worker("i-test")->state, WorkerState::kEnded);
 }
 
 // The queue is empty, but another worker's unit is still RUNNING: if that worker vanishes,
@@ -1173,7 +1173,9 @@ TEST_F(AgentLoopTest, UnitOutlivingTheTwelveHourVisibilityCapFinishesWithoutItsM
     ASSERT_TRUE(WaitUntil(
         [&] {
           auto unit = ledger_->Unit("j", "u0");
-          return unit && unit->lease_until && *unit->lease_until >= clock_.Now() + config_.lease;
+          // The ledger keeps lease_until in whole seconds.
+          return unit && unit->lease_until &&
+                 *unit->lease_until > clock_.Now() + config_.lease - seconds(1);
         },
         kDeadline))
         << "heartbeat " << heartbeat;
@@ -1265,7 +1267,7 @@ TEST_F(AgentLoopTest, DeniedReceiveIsLoggedShownInTheStatusAndEndsTheAgentAfterB
                       "exiting with status 4"),
             std::string::npos)
       << text;
-  EXPECT_EQ(ledger_->Worker("i-test")->state, "ended");
+  EXPECT_EQ(ledger_->Worker("i-test")->state, WorkerState::kEnded);
 }
 
 TEST_F(AgentLoopTest, DeniedClaimEndsTheAgentAfterBoundedTries) {
@@ -1452,7 +1454,7 @@ TEST_F(AgentDrainTest, SpotNoticeMidUnitCheckpointsReleasesUncountedAndEndsBefor
   EXPECT_NE(ledger_->Unit("j", "u0")->attempts.at(0).error.find("Spot interruption notice"),
             std::string::npos);
   EXPECT_EQ(ledger_->Calls(Op::kFinishUnit), 0);
-  EXPECT_EQ(ledger_->Worker("i-test")->state, "ended");
+  EXPECT_EQ(ledger_->Worker("i-test")->state, WorkerState::kEnded);
 }
 
 TEST_F(AgentDrainTest, DrainUploadsCheckpointBeforeOutputsBeforeLogs) {
@@ -1731,7 +1733,7 @@ TEST_F(AgentDrainTest, LifecycleTerminationHeartbeatsWhileDrainingThenCompletesW
   EXPECT_EQ(autoscaling_->CallCount("CompleteLifecycleAction"), 1);
   EXPECT_EQ(autoscaling_->Calls("RecordLifecycleActionHeartbeat").front().detail,
             "workers drain-hook i-test");
-  EXPECT_EQ(ledger_->Worker("i-test")->state, "ended");
+  EXPECT_EQ(ledger_->Worker("i-test")->state, WorkerState::kEnded);
 }
 
 TEST_F(AgentDrainTest, LifecycleTerminationWithoutAHookDrainsWithoutLifecycleCalls) {

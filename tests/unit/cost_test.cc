@@ -60,7 +60,7 @@ WorkerRecord MakeWorker(std::string id, std::string type, bool spot, std::string
   w.availability_zone = std::move(zone);
   w.started_at = started;
   w.last_heartbeat = heartbeat;
-  w.state = "running";
+  w.state = WorkerState::kRunning;
   return w;
 }
 

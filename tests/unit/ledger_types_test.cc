@@ -84,3 +84,23 @@ TEST(StackNameTest, TableNameAndValidation) {
 
 }  // namespace
 }  // namespace spotgrid
+
+namespace spotgrid {
+namespace {
+
+TEST(LedgerStateNames, EnqueueAndWorkerStatesRoundTripAndUnknownValuesReadSafely) {
+  for (EnqueueState state : {EnqueueState::kWriting, EnqueueState::kDone}) {
+    EXPECT_EQ(ParseEnqueueState(ToString(state)), state);
+  }
+  // A missing or unknown value must never read as DONE: a rerun of enqueue then completes it.
+  EXPECT_EQ(ParseEnqueueState(""), EnqueueState::kWriting);
+  EXPECT_EQ(ParseEnqueueState("done"), EnqueueState::kWriting);
+  for (WorkerState state : {WorkerState::kRunning, WorkerState::kDraining, WorkerState::kEnded}) {
+    EXPECT_EQ(ParseWorkerState(ToString(state)), state);
+  }
+  EXPECT_EQ(ToString(WorkerState::kEnded), "ended");
+  EXPECT_EQ(ParseWorkerState("rebooting"), WorkerState::kRunning);
+}
+
+}  // namespace
+}  // namespace spotgrid

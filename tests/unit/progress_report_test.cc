@@ -19,7 +19,7 @@ class ProgressReportTest : public ::testing::Test {
     ProgressInputs in;
     in.job.spec.id = "sweep";
     in.job.spec.created_at = created;
-    in.job.enqueue_state = "DONE";
+    in.job.enqueue_state = EnqueueState::kDone;
     in.counts = counts;
     return in;
   }
@@ -83,7 +83,7 @@ TEST_F(ProgressReportTest, DoneWhenNothingQueuedOrRunning) {
 TEST_F(ProgressReportTest, NotDoneWhileTheEnqueueIsUnfinished) {
   const auto created = clock_.Now();
   ProgressInputs in = Inputs(created, Counts(0, 0, 7));
-  in.job.enqueue_state = "WRITING";
+  in.job.enqueue_state = EnqueueState::kWriting;
   ProgressReport report = BuildProgressReport(in, clock_.Now());
   EXPECT_FALSE(report.done);
   EXPECT_NE(RenderProgressText(report).find("enqueue not finished"), std::string::npos);

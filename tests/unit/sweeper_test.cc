@@ -174,7 +174,7 @@ TEST_F(SweeperTest, NoOrphanIsSentWhileTheQueueHoldsAMessageVisibleOrInFlight) {
 
 TEST_F(SweeperTest, OrphansAreSentOnlyForJobsWhoseEnqueueIsDone) {
   leases_.AddSimpleJob("j", 2);
-  leases_.SetEnqueueState("j", "WRITING");  // the enqueue sends these itself
+  leases_.SetEnqueueState("j", EnqueueState::kWriting);  // the enqueue sends these itself
   clock_.Advance(seconds(61));
   SweepReport report = Sweep();
   EXPECT_EQ(report.jobs, 1);

@@ -120,7 +120,7 @@ class DynamoLedger final : public Ledger {
     options.names = {{"#t", "total"}};
     options.values = {{":s", ddb::N(sent_through)},
                       {":t", ddb::N(total)},
-                      {":e", ddb::S(done ? "DONE" : "WRITING")},
+                      {":e", ddb::S(ToString(done ? EnqueueState::kDone : EnqueueState::kWriting))},
                       {":one", ddb::N(std::int64_t{1})}};
     // `total` is a counter a recount rewrites: the change bumps `seq` like every other.
     return db_
@@ -608,7 +608,7 @@ class DynamoLedger final : public Ledger {
     if (!jobs.ok()) return jobs.error();
     std::vector<JobRecord> active;
     for (JobRecord& job : *jobs) {
-      const bool enqueue_done = job.enqueue_state == "DONE";
+      const bool enqueue_done = job.enqueue_state == EnqueueState::kDone;
       const bool units_remain = job.succeeded + job.failed + job.cancelled < job.spec.total;
       // A leftover intent may count a unit as ended before it has moved (sweeper.h).
       if (!enqueue_done || units_remain || !job.inflight.empty()) active.push_back(std::move(job));

@@ -156,7 +156,7 @@ json EncodeJob(const JobSpec& spec) {
   json columns = json::array();
   for (const std::string& c : spec.columns) columns.push_back(ddb::S(c));
   item["columns"] = ddb::L(columns);
-  item["enqueue_state"] = ddb::S("WRITING");
+  item["enqueue_state"] = ddb::S(ToString(EnqueueState::kWriting));
   item["sent_through"] = ddb::N(std::int64_t{0});
   item["total"] = ddb::N(spec.total);
   item["succeeded"] = ddb::N(std::int64_t{0});
@@ -187,7 +187,7 @@ JobRecord DecodeJob(const json& item) {
       }
     }
   }
-  record.enqueue_state = Str(item, "enqueue_state");
+  record.enqueue_state = ParseEnqueueState(Str(item, "enqueue_state"));
   record.sent_through = Int(item, "sent_through");
   record.succeeded = Int(item, "succeeded");
   record.failed = Int(item, "failed");
@@ -390,7 +390,7 @@ json EncodeWorker(const WorkerRecord& worker) {
   item["started_at"] = ddb::S(FormatTime(worker.started_at));
   item["last_heartbeat"] = ddb::S(FormatTime(worker.last_heartbeat));
   SetTime(item, "idle_since", worker.idle_since);
-  item["state"] = ddb::S(worker.state);
+  item["state"] = ddb::S(ToString(worker.state));
   SetTime(item, "ended_at", worker.ended_at);
   return item;
 }
@@ -414,7 +414,7 @@ WorkerRecord DecodeWorker(const json& item) {
   worker.started_at = TimeOr0(item, "started_at");
   worker.last_heartbeat = TimeOr0(item, "last_heartbeat");
   worker.idle_since = Time(item, "idle_since");
-  worker.state = Str(item, "state");
+  worker.state = ParseWorkerState(Str(item, "state"));
   worker.ended_at = Time(item, "ended_at");
   return worker;
 }

@@ -19,7 +19,7 @@ constexpr std::size_t kStampChunk = 100;
 bool Active(const JobRecord& job) {
   // An intent left in the job item counts its unit as ended before the unit has moved: the
   // job stays active until repair has settled it.
-  return job.enqueue_state != "DONE" ||
+  return job.enqueue_state != EnqueueState::kDone ||
          job.succeeded + job.failed + job.cancelled < job.spec.total || !job.inflight.empty();
 }
 
@@ -160,7 +160,7 @@ Result<SweepReport> Sweeper::Sweep(const SweepScope& scope) const {
 
   // Whether the work queue is empty is asked before this sweep sends anything to it.
   const bool any_enqueued = std::any_of(jobs.begin(), jobs.end(), [](const JobRecord& job) {
-    return job.enqueue_state == "DONE";
+    return job.enqueue_state == EnqueueState::kDone;
   });
   if (any_enqueued) {
     auto attributes = sqs_.GetQueueAttributes(
@@ -244,7 +244,7 @@ Result<SweepReport> Sweeper::Sweep(const SweepScope& scope) const {
     std::vector<UnitRecord> orphans;
     const std::size_t most = static_cast<std::size_t>(std::max(0, options_.max_orphans_per_sweep));
     for (const JobRecord& job : jobs) {
-      if (job.enqueue_state != "DONE" || orphans.size() >= most) continue;
+      if (job.enqueue_state != EnqueueState::kDone || orphans.size() >= most) continue;
       Status listed = leases_.ListUnitsInState(
           job.spec.id, UnitState::kQueued, now - options_.orphan_grace,
           [&](const std::vector<UnitRecord>& page) {

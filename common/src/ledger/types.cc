@@ -87,6 +87,32 @@ std::optional<UnitState> ParseUnitState(std::string_view text) {
   return std::nullopt;
 }
 
+std::string_view ToString(EnqueueState state) {
+  return state == EnqueueState::kDone ? "DONE" : "WRITING";
+}
+
+EnqueueState ParseEnqueueState(std::string_view text) {
+  return text == "DONE" ? EnqueueState::kDone : EnqueueState::kWriting;
+}
+
+std::string_view ToString(WorkerState state) {
+  switch (state) {
+    case WorkerState::kRunning:
+      return "running";
+    case WorkerState::kDraining:
+      return "draining";
+    case WorkerState::kEnded:
+      return "ended";
+  }
+  return "running";
+}
+
+WorkerState ParseWorkerState(std::string_view text) {
+  if (text == "draining") return WorkerState::kDraining;
+  if (text == "ended") return WorkerState::kEnded;
+  return WorkerState::kRunning;
+}
+
 bool IsTerminal(UnitState state) {
   return state == UnitState::kSucceeded || state == UnitState::kFailed ||
          state == UnitState::kCancelled;

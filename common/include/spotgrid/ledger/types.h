@@ -23,6 +23,19 @@ std::string_view ToString(UnitState state);
 std::optional<UnitState> ParseUnitState(std::string_view text);  // case-insensitive
 bool IsTerminal(UnitState state);  // SUCCEEDED, FAILED, CANCELLED
 
+// Where a job's enqueue stands (docs/ledger.md, "Job item"): WRITING until every unit is
+// written and its message sent, then DONE.
+enum class EnqueueState { kWriting, kDone };
+std::string_view ToString(EnqueueState state);  // "WRITING", "DONE"
+// An unknown or missing value reads as WRITING: a rerun of the enqueue then completes it.
+EnqueueState ParseEnqueueState(std::string_view text);
+
+// A worker as its item says: taking units, draining before it goes, or gone.
+enum class WorkerState { kRunning, kDraining, kEnded };
+std::string_view ToString(WorkerState state);  // "running", "draining", "ended"
+// An unknown value reads as running (a newer agent's state is at least alive).
+WorkerState ParseWorkerState(std::string_view text);
+
 struct StackInfo {
   std::string name;
   std::string region;
@@ -89,7 +102,7 @@ struct JobCounts {
 
 struct JobRecord {
   JobSpec spec;
-  std::string enqueue_state;  // "WRITING" | "DONE"
+  EnqueueState enqueue_state = EnqueueState::kWriting;
   std::int64_t sent_through = 0;
   // Stored counters (queued and running are derived: see docs/ledger.md).
   std::int64_t succeeded = 0, failed = 0, cancelled = 0;
@@ -136,7 +149,7 @@ struct WorkerRecord {
   Clock::WallTime started_at{};
   Clock::WallTime last_heartbeat{};
   std::optional<Clock::WallTime> idle_since;
-  std::string state;  // "running" | "draining" | "ended"
+  WorkerState state = WorkerState::kRunning;
   std::optional<Clock::WallTime> ended_at;
 };
 
