@@ -50,10 +50,12 @@ constexpr seconds kLifecycleHeartbeat{30};
 // redelivery that finds the unit held or finished.
 constexpr seconds kMessageCallDeadline{10};
 // After D, the exit's own writes (intents, the worker item, the lifecycle answer) may take
-// this long; the rest of the exit margin is the process's to end.
-constexpr seconds kExitWrites{3};
-// The process ends this long before the notice's time if the drain has not ended by then.
-constexpr seconds kOverrunMargin{1};
+// this long; the rest of the exit margin (5 s) is the process's to end.
+constexpr seconds kExitWrites{2};
+// The process ends this long before the notice's time if the drain has not ended by then:
+// time for the ticker to notice (it wakes at least every second) and for the exit itself on a
+// loaded machine.
+constexpr seconds kOverrunMargin{2};
 constexpr std::int64_t kMaxVisibilitySeconds = 43200;  // SQS limit for one visibility timeout
 
 const std::vector<std::string> kQueueDepthAttributes = {"ApproximateNumberOfMessages",
@@ -275,7 +277,7 @@ struct Agent::Impl {
       if (auto times = drain.Times();
           times && deps.on_drain_overrun &&
           clock().Monotonic() >= times->deadline + kDrainExitMargin - kOverrunMargin) {
-        Logger().error("drain: still running a second before the instance goes; exiting now");
+        Logger().error("drain: still running just before the instance goes; exiting now");
         deps.on_drain_overrun();
       }
       if (lifecycle_drain && CanAnswerLifecycle() &&
