@@ -190,6 +190,10 @@ Result<SweepReport> Sweeper::Sweep(const SweepScope& scope) const {
         auto stamped = leases_.MarkSwept(units[begin + i], options_.resend_after);
         if (!stamped.ok()) {
           errors.Note(stamped.status());
+          // No verdict: the stamp may have landed with its reply lost, and then no sweep would
+          // send for resend_after. A duplicate message costs one delivery (claims are
+          // conditional); a missing one strands the unit. Send.
+          if (!stamped.error().IsConditionFailed()) won[i] = 1;
         } else if (*stamped) {
           won[i] = 1;
         } else {

@@ -58,7 +58,9 @@ struct SweepOptions {
   // A QUEUED unit is an orphan candidate only this long after it entered QUEUED.
   std::chrono::seconds orphan_grace{60};
   // At most one message per unit (per state it is in) within this long, whoever sweeps.
-  std::chrono::seconds resend_after{300};
+  // (A minute: a message lost after its stamp costs the unit that long, and a duplicate
+  // costs one delivery.)
+  std::chrono::seconds resend_after{60};
   // The most orphans one sweep stamps: a purge of a large job is refilled over several sweeps
   // (the queue is then no longer empty until those messages are taken).
   int max_orphans_per_sweep = 1000;
