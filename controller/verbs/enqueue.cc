@@ -10,23 +10,18 @@
 // at most the last checkpoint's worth of messages is sent twice (the agents' conditional claim
 // makes a duplicate message harmless).
 #include <algorithm>
-#include <atomic>
-#include <condition_variable>
 #include <cstdio>
 #include <cstring>
-#include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
 #include <string>
-#include <thread>
-#include <unordered_map>
 #include <vector>
 
 #include "grid.h"
+#include "spotgrid/aws/aws_multi.h"
 #include "spotgrid/core/digest.h"
 #include "spotgrid/core/file_io.h"
-#include "spotgrid/core/parallel_for.h"
 #include "spotgrid/services/sqs_client.h"
 #include "verbs/verbs.h"
 
@@ -44,7 +39,7 @@ constexpr std::int64_t kCheckpointEvery = 1000;
 constexpr std::size_t kItemsPerWrite = 25;
 constexpr std::size_t kMessagesPerSend = 10;
 // The in-flight window: BatchWriteItem requests to DynamoDB, and SendMessageBatch requests to
-// SQS, outstanding at once (each service its own window, one thread per request). A window
+// SQS, outstanding at once (each service its own window, all on one thread). A window
 // covers a bandwidth-delay product: one client gets at most window / RTT requests a second
 // from a service. Measured with bench/enqueue_bench.py --rtt-ms 20 (20,000 units through a
 // 20 ms delay proxy in front of the emulators, machine loaded by compiles): 16 took 8.4 s,
@@ -447,158 +442,151 @@ int RunEnqueue(const Args& args, Controller& controller) {
   }
   const std::int64_t to_write = static_cast<std::int64_t>(missing.size());
 
-  // The items are written on another thread while the messages of the units already written
-  // go out here, so both services work at once, each with kInFlightWindow requests
-  // outstanding. Requests complete out of order; what the protocol needs is kept as prefixes:
-  // `written` counts the slices written without a gap before them, `sent` the messages.
-  const int window = kInFlightWindow;
+  // The items are written while the messages of the units already written go out, both
+  // services with kInFlightWindow calls outstanding, all on this thread (AwsMulti: a thread per
+  // call would cost more CPU than the calls). Calls complete out of order; what the protocol
+  // needs is kept as prefixes: `written` counts the units of the slices written without a gap
+  // before them, `sent_through` the messages of the batches sent likewise.
+  auto aws = controller.aws();
+  if (!aws.ok()) return ReportError(controller, aws.error());
+  const std::size_t window = kInFlightWindow;
   const std::size_t batches = (to_send.size() + kMessagesPerSend - 1) / kMessagesPerSend;
-  struct Pipeline {
-    std::mutex mu;
-    std::condition_variable cv;
-    std::vector<char> slice_done;
-    std::size_t slices_through = 0;  // slices [0, slices_through) are written
-    std::int64_t written = 0;        // units in those slices
-    std::size_t chunks_written = 0;  // chunks whose items are all in (see below)
-    bool writes_over = false;        // the writer returned (done, or stopped at an error)
-    std::optional<Error> write_error;
-    std::vector<char> batch_done;
-    std::size_t batches_through = 0;  // batches [0, batches_through) are sent
-    std::int64_t sent_through = 0;    // their messages (relative to send_from)
-    std::int64_t recorded = 0;        // the sent_through checkpoint in the ledger (relative)
-    bool checkpointing = false;       // a lane is writing a checkpoint
-    std::optional<Error> send_error;
-  } pipe;
-  pipe.slice_done.assign(slices.size(), 0);
-  pipe.batch_done.assign(batches, 0);
   // The messages of to_send's kCheckpointUnits chunk c go once every item of the chunk is in,
-  // i.e. `written` >= chunk_need[c], as before the pipeline: a crash during the first chunk's
-  // writes has sent no message. (The writer wakes the senders only when a chunk completes.)
+  // i.e. `written` >= chunk_need[c]: a crash during the first chunk's writes has sent no
+  // message.
   std::vector<std::int64_t> chunk_need;
   const auto chunk_units = static_cast<std::size_t>(kCheckpointUnits);
   for (std::size_t end = chunk_units;; end += chunk_units) {
     chunk_need.push_back(needed.empty() ? 0 : needed[std::min(end, needed.size()) - 1]);
     if (end >= needed.size()) break;
   }
-
+  struct Writes {
+    std::vector<char> done;       // per slice
+    std::size_t next = 0;         // the next slice to start
+    std::size_t in_flight = 0;
+    std::size_t through = 0;      // slices [0, through) are written
+    std::int64_t written = 0;     // units in those slices
+    std::int64_t total = 0;       // units written, prefix or not (the progress bar's)
+    std::optional<Error> error;   // no new write after the first failure
+    bool over() const { return in_flight == 0 && (error || next == done.size()); }
+  } writes;
+  writes.done.assign(slices.size(), 0);
+  struct Sends {
+    std::vector<char> done;           // per batch
+    std::size_t next = 0;             // the next batch to start
+    std::size_t in_flight = 0;
+    std::size_t through = 0;          // batches [0, through) are sent
+    std::int64_t sent_through = 0;    // their messages (relative to send_from)
+    std::int64_t recorded = 0;        // the sent_through checkpoint in the ledger (relative)
+    bool checkpointing = false;       // a checkpoint write is under way
+    std::int64_t total = 0;           // messages sent, prefix or not (the summary's)
+    std::optional<Error> error;
+  } sends;
+  sends.done.assign(batches, 0);
   ProgressBar bar(controller, "enqueue", to_write + static_cast<std::int64_t>(to_send.size()),
                   !json);
-  std::atomic<std::int64_t> sent_total{0};  // messages sent, prefix or not (the summary's)
-  std::atomic<std::int64_t> written_total{0};
+  AwsMulti multi(**aws);
 
-  std::thread writer;
-  if (slices.empty()) {
-    pipe.writes_over = true;
-  } else {
-    writer = std::thread([&] {
-      ParallelFor(slices.size(), window, [&](std::size_t s) {
-        {
-          std::lock_guard<std::mutex> lock(pipe.mu);
-          if (pipe.write_error) return;  // no new write after the first failure
-        }
-        Status put = ledger.PutNewUnits(spec.id, slices[s], nullptr);
-        std::lock_guard<std::mutex> lock(pipe.mu);
+  auto start_writes = [&] {
+    while (!writes.error && writes.in_flight < window && writes.next < slices.size()) {
+      const std::size_t s = writes.next++;
+      ++writes.in_flight;
+      ledger.StartPutNewUnits(multi, spec.id, slices[s], [&, s](Status put) {
+        --writes.in_flight;
         if (!put.ok()) {
-          if (!pipe.write_error) pipe.write_error = put.error();
-          pipe.cv.notify_all();
+          if (!writes.error) writes.error = put.error();
           return;
         }
-        pipe.slice_done[s] = 1;
-        while (pipe.slices_through < slices.size() && pipe.slice_done[pipe.slices_through]) {
-          pipe.written += static_cast<std::int64_t>(slices[pipe.slices_through++].size());
+        writes.done[s] = 1;
+        while (writes.through < slices.size() && writes.done[writes.through]) {
+          writes.written += static_cast<std::int64_t>(slices[writes.through++].size());
         }
-        written_total += static_cast<std::int64_t>(slices[s].size());
-        bar.Update(written_total + sent_total);
-        const std::size_t chunks_before = pipe.chunks_written;
-        while (pipe.chunks_written < chunk_need.size() &&
-               pipe.written >= chunk_need[pipe.chunks_written]) {
-          ++pipe.chunks_written;
-        }
-        if (pipe.chunks_written != chunks_before) pipe.cv.notify_all();
+        writes.total += static_cast<std::int64_t>(slices[s].size());
+        bar.Update(writes.total + sends.total);
       });
-      std::lock_guard<std::mutex> lock(pipe.mu);
-      pipe.writes_over = true;
-      pipe.cv.notify_all();
-    });
-  }
-
-  // Records the sent_through checkpoint every kCheckpointEvery messages of the sent prefix,
-  // one write at a time and in order, by whichever lane finds one due (it holds `lock`, and
-  // lets go of it during the write). The last one is left to the final DONE write.
-  auto record_checkpoints = [&](std::unique_lock<std::mutex>& lock) {
-    while (!pipe.checkpointing && !pipe.send_error) {
-      const std::int64_t target = pipe.sent_through / kCheckpointEvery * kCheckpointEvery;
-      if (target <= pipe.recorded || target >= static_cast<std::int64_t>(to_send.size())) return;
-      pipe.checkpointing = true;
-      lock.unlock();
-      Status checkpoint =
-          ledger.SetEnqueueProgress(spec.id, send_from + target, total_after, false);
-      lock.lock();
-      pipe.checkpointing = false;
-      if (checkpoint.ok()) {
-        pipe.recorded = target;
-      } else if (!pipe.send_error) {
-        pipe.send_error = checkpoint.error();
-      }
-      pipe.cv.notify_all();
     }
   };
 
-  ParallelFor(batches, window, [&](std::size_t b) {
-    const std::size_t begin = b * kMessagesPerSend;
-    const std::size_t end = std::min(to_send.size(), begin + kMessagesPerSend);
-    // The batch waits until its chunk's items are in, and while it would go more than
-    // kCheckpointUnits past the recorded checkpoint (a crash then makes a rerun resend at most
-    // that many). Neither wait holds up a healthy run for long: a chunk's items take 200
-    // requests, its messages 500, and the checkpoint trails the sends by about 1,000 messages.
-    const std::int64_t need = chunk_need[begin / chunk_units];
-    const std::int64_t limit = static_cast<std::int64_t>(end) - kCheckpointUnits;
-    {
-      std::unique_lock<std::mutex> lock(pipe.mu);
-      pipe.cv.wait(lock, [&] {
-        return pipe.send_error ||
-               ((pipe.written >= need || pipe.writes_over) && (subset || limit <= pipe.recorded));
-      });
-      if (pipe.send_error || pipe.written < need) return;
-    }
-    std::vector<SendEntry> entries(end - begin);
-    for (std::size_t i = begin; i < end; ++i) {
-      entries[i - begin].body = EncodeUnitMessage(spec.id, to_send[i]->id);
-    }
-    auto sent = (*sqs)->SendMessageBatch(stack->queue_url, entries);
-    std::unique_lock<std::mutex> lock(pipe.mu);
-    if (!sent.ok() || !sent->ok()) {
-      if (!pipe.send_error) {
-        if (!sent.ok()) {
-          pipe.send_error = sent.error();
-        } else {
-          const BatchEntryFailure& first = sent->failed.front();
-          Error error = first.error;
-          error.message = std::to_string(sent->failed.size()) + " of " +
-                          std::to_string(entries.size()) + " messages were not sent (unit " +
-                          to_send[begin + first.index]->id + ": " + first.error.message +
-                          "); rerun the same command to finish the job";
-          pipe.send_error = std::move(error);
-        }
+  // Batches start in order. Batch b waits until its chunk's items are in, and while it would
+  // go more than kCheckpointUnits past the recorded checkpoint (a crash then makes a rerun
+  // resend at most that many). Neither wait holds up a healthy run for long: a chunk's items
+  // take 200 requests, its messages 500, and the checkpoint trails the sends by about 1,000
+  // messages. After a failed write, the batches whose items are missing never start.
+  auto start_sends = [&] {
+    while (!sends.error && sends.in_flight < window && sends.next < batches) {
+      const std::size_t b = sends.next;
+      const std::size_t begin = b * kMessagesPerSend;
+      const std::size_t end = std::min(to_send.size(), begin + kMessagesPerSend);
+      if (writes.written < chunk_need[begin / chunk_units]) return;
+      if (!subset && static_cast<std::int64_t>(end) - kCheckpointUnits > sends.recorded) return;
+      ++sends.next;
+      ++sends.in_flight;
+      std::vector<SendEntry> entries(end - begin);
+      for (std::size_t i = begin; i < end; ++i) {
+        entries[i - begin].body = EncodeUnitMessage(spec.id, to_send[i]->id);
       }
-      pipe.cv.notify_all();
-      return;
+      (*sqs)->StartSendMessageBatch(
+          multi, stack->queue_url, std::move(entries),
+          [&, b, begin, end](Result<SendMessageBatchResult> sent) {
+            --sends.in_flight;
+            if (!sent.ok() || !sent->ok()) {
+              if (sends.error) return;
+              if (!sent.ok()) {
+                sends.error = sent.error();
+                return;
+              }
+              const BatchEntryFailure& first = sent->failed.front();
+              Error error = first.error;
+              error.message = std::to_string(sent->failed.size()) + " of " +
+                              std::to_string(end - begin) + " messages were not sent (unit " +
+                              to_send[begin + first.index]->id + ": " + first.error.message +
+                              "); rerun the same command to finish the job";
+              sends.error = std::move(error);
+              return;
+            }
+            sends.total += static_cast<std::int64_t>(end - begin);
+            bar.Update(writes.total + sends.total);
+            sends.done[b] = 1;
+            while (sends.through < batches && sends.done[sends.through]) {
+              sends.sent_through = static_cast<std::int64_t>(
+                  std::min(to_send.size(), ++sends.through * kMessagesPerSend));
+            }
+          });
     }
-    sent_total += static_cast<std::int64_t>(entries.size());
-    bar.Update(written_total + sent_total);
-    pipe.batch_done[b] = 1;
-    while (pipe.batches_through < batches && pipe.batch_done[pipe.batches_through]) {
-      pipe.sent_through = static_cast<std::int64_t>(
-          std::min(to_send.size(), ++pipe.batches_through * kMessagesPerSend));
-    }
-    if (!subset) record_checkpoints(lock);
-  });
-  summary.sent = sent_total;
-  // A failed send leaves the writer to finish its writes: the rerun then only has to send.
-  if (writer.joinable()) writer.join();
+  };
+
+  // Records the sent_through checkpoint every kCheckpointEvery messages of the sent prefix,
+  // one write at a time and in order, beside the calls (the ledger's write blocks, so it runs
+  // on a thread of its own). The last one is left to the final DONE write.
+  auto record_checkpoint = [&] {
+    if (subset || sends.checkpointing || sends.error) return;
+    const std::int64_t target = sends.sent_through / kCheckpointEvery * kCheckpointEvery;
+    if (target <= sends.recorded || target >= static_cast<std::int64_t>(to_send.size())) return;
+    sends.checkpointing = true;
+    multi.Offload(
+        [&ledger, &spec, send_from, target, total_after] {
+          return ledger.SetEnqueueProgress(spec.id, send_from + target, total_after, false);
+        },
+        [&, target](Status checkpoint) {
+          sends.checkpointing = false;
+          if (checkpoint.ok()) {
+            sends.recorded = target;
+          } else if (!sends.error) {
+            sends.error = checkpoint.error();
+          }
+        });
+  };
+
+  do {
+    start_writes();
+    start_sends();
+    record_checkpoint();
+  } while (multi.RunOnce());
   bar.Finish();
-  if (pipe.write_error) return ReportError(controller, *pipe.write_error);
-  if (pipe.send_error) return ReportError(controller, *pipe.send_error);
+  summary.sent = sends.total;
+  // A failed send leaves the writes to finish: the rerun then only has to send.
+  if (writes.error) return ReportError(controller, *writes.error);
+  if (sends.error) return ReportError(controller, *sends.error);
   summary.written = to_write;
   if (Status done = ledger.SetEnqueueProgress(spec.id, summary.units, total_after, true);
       !done.ok()) {

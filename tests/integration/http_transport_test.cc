@@ -380,6 +380,127 @@ TEST_F(HttpTransportTest, ConcurrentSendersShareTheTransportSafely) {
   EXPECT_LE(this->Stats().connections_opened - before.connections_opened, 8u);
 }
 
+// Every exchange started on a multi ends once, under its own tag, with its own response; the
+// window shares a handful of keep-alive connections instead of opening one per exchange.
+TEST_F(HttpTransportTest, MultiRunsAWindowOfExchangesOnOneThreadOverReusedConnections) {
+  auto s3 = this->S3();
+  ASSERT_TRUE(s3);
+  std::string bucket = this->NewBucket(*s3);
+  std::unique_ptr<HttpMulti> multi = this->transport_->NewMulti();
+  const auto before = this->Stats();
+  constexpr int kExchanges = 60, kWindow = 8;
+  std::map<std::uint64_t, std::string> bodies;
+  int started = 0, ended = 0;
+  auto start = [&] {
+    AwsRequest put;
+    put.operation = "PutObject";
+    put.method = "PUT";
+    put.path = "/" + bucket + "/m" + std::to_string(started);
+    put.body = "value " + std::to_string(started);
+    AwsClient::Call call(*s3, put);
+    Result<HttpRequest> http = call.Attempt();
+    ASSERT_TRUE(http.ok()) << http.error().ToString();
+    multi->Start(static_cast<std::uint64_t>(started), std::move(http).value());
+    ++started;
+  };
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (ended < kExchanges && std::chrono::steady_clock::now() < deadline) {
+    while (started < kExchanges && static_cast<int>(multi->active()) < kWindow) start();
+    for (HttpMulti::Ended& end : multi->Poll(milliseconds(1000))) {
+      ASSERT_TRUE(end.result.ok()) << end.result.error().ToString();
+      EXPECT_EQ(end.result->status, 200);
+      EXPECT_TRUE(bodies.emplace(end.tag, "").second) << "tag " << end.tag << " ended twice";
+      ++ended;
+    }
+  }
+  ASSERT_EQ(ended, kExchanges);
+  EXPECT_EQ(multi->active(), 0u);
+  const auto after = this->Stats();
+  EXPECT_EQ(after.requests - before.requests, static_cast<std::uint64_t>(kExchanges));
+  EXPECT_LE(after.connections_opened - before.connections_opened,
+            static_cast<std::uint64_t>(kWindow + 2));
+  // What was stored is what each exchange sent.
+  for (int i = 0; i < kExchanges; i += 17) {
+    AwsRequest get;
+    get.operation = "GetObject";
+    get.method = "GET";
+    get.path = "/" + bucket + "/m" + std::to_string(i);
+    Result<HttpResponse> r = s3->Send(get);
+    ASSERT_TRUE(r.ok()) << r.error().ToString();
+    EXPECT_EQ(r->body, "value " + std::to_string(i));
+  }
+}
+
+// A stop ends a multi's exchange as it ends Send(): at once, Cancelled, its connection closed;
+// the other exchanges go on.
+TEST_F(HttpTransportTest, MultiStopAbandonsOnlyTheStoppedExchange) {
+  LocalSocket silent, answering;
+  std::atomic<bool> arrived{false}, closed_by_client{false};
+  ServerThread hold([&] {
+    int fd = Accept(silent.fd());
+    if (fd < 0) return;
+    ReadRequest(fd);
+    arrived = true;
+    DrainUntilClosed(fd);
+    closed_by_client = true;
+  });
+  std::unique_ptr<HttpMulti> multi = this->transport_->NewMulti();
+  StopSource stop;
+  HttpRequest poll;
+  poll.url = silent.Url("/long-poll");
+  poll.timeout = milliseconds(60000);
+  poll.stop = &stop;
+  multi->Start(1, poll);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!arrived.load() && std::chrono::steady_clock::now() < deadline) {
+    EXPECT_TRUE(multi->Poll(milliseconds(50)).empty());
+  }
+  ASSERT_TRUE(arrived.load());
+  std::string served;
+  ServerThread answer([&] { served = ServeOnce(answering.fd(), OkResponse("other")); });
+  HttpRequest other;
+  other.url = answering.Url("/other");
+  other.timeout = milliseconds(10000);
+  multi->Start(2, other);
+  std::map<std::uint64_t, Result<HttpResponse>> results;
+  bool stopped = false;
+  std::chrono::steady_clock::time_point raised;
+  while (results.size() < 2 && std::chrono::steady_clock::now() < deadline) {
+    for (HttpMulti::Ended& end : multi->Poll(milliseconds(1000))) {
+      results.emplace(end.tag, std::move(end.result));
+    }
+    if (results.count(2) && !stopped) {
+      stopped = true;
+      raised = std::chrono::steady_clock::now();
+      stop.Request();
+    }
+  }
+  ASSERT_EQ(results.size(), 2u);
+  EXPECT_LT(std::chrono::steady_clock::now() - raised, milliseconds(1000));
+  ASSERT_TRUE(results.at(2).ok()) << results.at(2).error().ToString();
+  EXPECT_EQ(results.at(2)->body, "other");
+  ASSERT_FALSE(results.at(1).ok());
+  EXPECT_EQ(results.at(1).error().code, "Cancelled");
+  EXPECT_TRUE(testing::WaitUntil([&] { return closed_by_client.load(); }, milliseconds(5000)));
+  hold.Join();
+  answer.Join();
+}
+
+// Wake() from another thread ends a Poll that nothing else would end.
+TEST_F(HttpTransportTest, MultiWakeEndsAWaitingPoll) {
+  std::unique_ptr<HttpMulti> multi = this->transport_->NewMulti();
+  std::atomic<bool> polling{false};
+  std::thread waker([&] {
+    testing::WaitUntil([&] { return polling.load(); }, milliseconds(5000));
+    multi->Wake();
+  });
+  const auto begin = std::chrono::steady_clock::now();
+  polling = true;
+  EXPECT_TRUE(multi->Poll(milliseconds(20000)).empty());
+  EXPECT_LT(std::chrono::steady_clock::now() - begin, milliseconds(10000));
+  waker.join();
+}
+
 TEST_F(HttpTransportTest, SendsExactlyTheGivenHeadersWithContentLength) {
   LocalSocket server;
   const std::string body = RandomBytes(2 << 20, 3);  // large enough for curl's Expect default

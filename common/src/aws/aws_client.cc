@@ -252,165 +252,183 @@ AwsClient::AwsClient(std::shared_ptr<AwsContext> context, const ServiceInfo& ser
                      Endpoint endpoint)
     : context_(std::move(context)), service_(service), endpoint_(std::move(endpoint)) {}
 
-Result<HttpResponse> AwsClient::Send(const AwsRequest& request) {
-  const std::string service_name(service_.name);
-  auto fail = [&](Error e) {
-    if (e.service.empty()) e.service = service_name;
-    if (e.operation.empty()) e.operation = request.operation;
-    return e;
-  };
-  const bool s3 = service_.protocol == Protocol::kRestXml;
-
+AwsClient::Call::Call(AwsClient& client, const AwsRequest& request)
+    : client_(client), request_(request), deadline_(ScopedDeadline::Current()) {
   // The URL: endpoint origin + endpoint base path + the request path, each path segment
   // percent-encoded ('/' kept, so an S3 key's slashes stay slashes).
-  Url url = endpoint_.url;
+  Url url = client_.endpoint_.url;
   if (!request.host_override.empty()) url.host = request.host_override;
   std::string base = url.path;
   while (!base.empty() && base.back() == '/') base.pop_back();
   std::string path =
       request.path.empty() || request.path.front() != '/' ? "/" + request.path : request.path;
-  std::string wire_path = base + UriEncode(path, /*keep_slash=*/true);
-  std::string query = BuildQuery(request.query);
-  std::string full_url = url.Origin() + wire_path + (query.empty() ? "" : "?" + query);
+  wire_path_ = base + UriEncode(path, /*keep_slash=*/true);
+  query_ = BuildQuery(request.query);
+  full_url_ = url.Origin() + wire_path_ + (query_.empty() ? "" : "?" + query_);
+  authority_ = url.Authority();
 
-  // The payload hash does not change between attempts: compute it once.
-  std::string payload_hash;
+  // The payload hash does not change between attempts: computed once.
   if (request.body_file) {
     if (url.scheme == "https") {
-      payload_hash = std::string(kUnsignedPayload);
+      payload_hash_ = std::string(kUnsignedPayload);
     } else {
       // Without TLS nothing else protects the body, so it is signed.
       Result<std::string> hash = Sha256HexOfFile(*request.body_file);
-      if (!hash.ok()) return fail(hash.error());
-      payload_hash = std::move(hash).value();
+      if (hash.ok()) {
+        payload_hash_ = std::move(hash).value();
+      } else {
+        setup_error_ = Named(hash.error());
+      }
     }
   } else {
-    payload_hash = Sha256Hex(request.body);
+    payload_hash_ = Sha256Hex(request.body);
+  }
+}
+
+Error AwsClient::Call::Named(Error error) const {
+  if (error.service.empty()) error.service = std::string(client_.service_.name);
+  if (error.operation.empty()) error.operation = request_.operation;
+  return error;
+}
+
+Result<HttpRequest> AwsClient::Call::Attempt() {
+  if (setup_error_) return *setup_error_;
+  ++attempt_;
+  const AwsRequest& request = request_;
+  HttpRequest http;
+  http.method = request.method;
+  http.url = full_url_;
+  http.body = request.body;
+  http.body_file = request.body_file;
+  http.response_file = request.response_file;
+  http.timeout = request.timeout;
+  if (deadline_) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        *deadline_ - client_.context_->clock().Monotonic());
+    if (left <= std::chrono::milliseconds(0)) {
+      return Named(DeadlineExceeded(std::string(client_.service_.name), request.operation));
+    }
+    if (http.timeout.count() == 0 || http.timeout > left) http.timeout = left;
+    http.connect_timeout = std::min(http.connect_timeout, left);
+  }
+  http.stop = request.stop;
+  http.headers.reserve(request.headers.size() + 4);
+  http.headers.emplace_back("host", authority_);
+  for (const auto& header : request.headers) {
+    if (EqualsIgnoreCase(header.first, "host")) continue;  // host is the endpoint's
+    http.headers.push_back(header);
   }
 
-  RetryPolicy& retry = context_->retry();
-  const int max_attempts = retry.options().max_attempts;
-  int last_retry_cost = 0;
-  bool skew_retry_done = false;
-  // The scope's deadline bounds every exchange, retry and backoff of this call.
-  const std::optional<Clock::MonoTime> deadline = ScopedDeadline::Current();
-  Clock& clock = context_->clock();
-  for (int attempt = 1;; ++attempt) {
-    HttpRequest http;
-    http.method = request.method;
-    http.url = full_url;
-    http.body = request.body;
-    http.body_file = request.body_file;
-    http.response_file = request.response_file;
-    http.timeout = request.timeout;
-    if (deadline) {
-      const auto left =
-          std::chrono::duration_cast<std::chrono::milliseconds>(*deadline - clock.Monotonic());
-      if (left <= std::chrono::milliseconds(0)) {
-        return fail(DeadlineExceeded(std::string(service_name), request.operation));
-      }
-      if (http.timeout.count() == 0 || http.timeout > left) http.timeout = left;
-      http.connect_timeout = std::min(http.connect_timeout, left);
-    }
-    http.stop = request.stop;
-    http.headers.emplace_back("host", url.Authority());
-    for (const auto& header : request.headers) {
-      if (FindHeader({{header.first, ""}}, "host")) continue;  // host is the endpoint's
-      http.headers.push_back(header);
-    }
+  if (!request.anonymous) {
+    Result<Credentials> credentials = client_.context_->credentials().GetCredentials();
+    if (!credentials.ok()) return Named(credentials.error());
+    SigningRequest to_sign;
+    to_sign.method = request.method;
+    to_sign.path = wire_path_;
+    to_sign.query = query_;
+    to_sign.headers = http.headers;
+    to_sign.payload_hash = payload_hash_;
+    SigningParams params;
+    params.region = client_.context_->region();
+    params.service = std::string(client_.service_.signing_name);
+    params.time = client_.context_->SigningTime();  // every attempt: the offset may change
+    const bool s3 = client_.service_.protocol == Protocol::kRestXml;
+    params.path_mode = s3 ? PathMode::kS3 : PathMode::kNormalizePath;
+    params.add_content_sha256_header = s3;
+    SignedRequest signed_request = SignRequest(to_sign, *credentials, params);
+    for (auto& header : signed_request.added_headers) http.headers.push_back(std::move(header));
+  }
+  return http;
+}
 
-    if (!request.anonymous) {
-      Result<Credentials> credentials = context_->credentials().GetCredentials();
-      if (!credentials.ok()) return fail(credentials.error());
-      SigningRequest to_sign;
-      to_sign.method = request.method;
-      to_sign.path = wire_path;
-      to_sign.query = query;
-      to_sign.headers = http.headers;
-      to_sign.payload_hash = payload_hash;
-      SigningParams params;
-      params.region = context_->region();
-      params.service = std::string(service_.signing_name);
-      params.time = context_->SigningTime();  // re-read every attempt: the offset may change
-      params.path_mode = s3 ? PathMode::kS3 : PathMode::kNormalizePath;
-      params.add_content_sha256_header = s3;
-      SignedRequest signed_request = SignRequest(to_sign, *credentials, params);
-      for (auto& header : signed_request.added_headers) http.headers.push_back(std::move(header));
-    }
-
-    Result<HttpResponse> result = context_->transport().Send(http);
-    Error error;
-    bool clock_corrected = false;
-    if (result.ok()) {
-      const HttpResponse& response = *result;
-      // Cached responses (Age) say nothing about the server's clock now.
-      if (!response.Header("age")) {
-        if (auto date = response.Header("date")) {
-          if (auto server_time = ParseHttpDate(*date)) {
-            clock_corrected = context_->ObserveServerTime(*server_time);
-          }
+AwsClient::Call::Verdict AwsClient::Call::Judge(Result<HttpResponse> outcome) {
+  AwsContext& context = *client_.context_;
+  const std::string_view service_name = client_.service_.name;
+  const std::string& operation = request_.operation;
+  RetryPolicy& retry = context.retry();
+  Error error;
+  bool clock_corrected = false;
+  if (outcome.ok()) {
+    const HttpResponse& response = *outcome;
+    // Cached responses (Age) say nothing about the server's clock now.
+    if (!response.Header("age")) {
+      if (auto date = response.Header("date")) {
+        if (auto server_time = ParseHttpDate(*date)) {
+          clock_corrected = context.ObserveServerTime(*server_time);
         }
       }
-      if (Is2xx(response.status)) {
-        retry.OnSuccess(last_retry_cost);
-        if (attempt > 1) {
-          Logger().debug("{} {} succeeded on attempt {}", service_name, request.operation, attempt);
-        }
-        return std::move(result).value();
-      }
-      error = ParseAwsError(service_, request.operation, response);
-    } else {
-      error = fail(result.error());
     }
+    if (Is2xx(response.status)) {
+      retry.OnSuccess(last_retry_cost_);
+      if (attempt_ > 1) {
+        Logger().debug("{} {} succeeded on attempt {}", service_name, operation, attempt_);
+      }
+      return Verdict{std::move(outcome), {}};
+    }
+    error = ParseAwsError(client_.service_, operation, response);
+  } else {
+    error = Named(outcome.error());
+  }
 
-    if (clock_corrected) {
-      Logger().warn(
-          "{} {}: local clock differs from the server's by 5 minutes or more; "
-          "signing with a corrected offset of {} ms (fix NTP on this host)",
-          service_name, request.operation, context_->clock_offset().count());
+  if (clock_corrected) {
+    Logger().warn(
+        "{} {}: local clock differs from the server's by 5 minutes or more; "
+        "signing with a corrected offset of {} ms (fix NTP on this host)",
+        service_name, operation, context.clock_offset().count());
+  }
+  if (!error.IsRetryable()) return Verdict{std::move(error), {}};
+  if (attempt_ >= retry.options().max_attempts) {
+    if (attempt_ > 1) {
+      Logger().warn("{} {} failed after {} attempts: {} (request id {})", service_name,
+                    operation, attempt_, error.code, error.request_id);
     }
-    if (!error.IsRetryable()) return error;
-    if (attempt >= max_attempts) {
-      if (attempt > 1) {
-        Logger().warn("{} {} failed after {} attempts: {} (request id {})", service_name,
-                      request.operation, attempt, error.code, error.request_id);
-      }
-      return error;
-    }
-    if (error.category == ErrorCategory::kClockSkew) {
-      // The Date header of this very response has corrected the offset (if it could); one
-      // immediate re-signed retry is all that can help. A second skew error is final.
-      if (skew_retry_done) return error;
-      skew_retry_done = true;
-      Logger().warn(
-          "{} {} attempt {} rejected for clock skew ({}), retrying with offset {} ms "
-          "(request id {})",
-          service_name, request.operation, attempt, error.code, context_->clock_offset().count(),
-          error.request_id);
-      continue;
-    }
-    std::optional<int> cost = retry.AcquireRetry(error);
-    if (!cost) {
-      Logger().warn(
-          "{} {} attempt {} failed with {}; retry quota exhausted, giving up "
-          "(request id {})",
-          service_name, request.operation, attempt, error.code, error.request_id);
-      return error;
-    }
-    last_retry_cost = *cost;
-    std::chrono::milliseconds delay = retry.Backoff(attempt);
-    Logger().debug("{} {} attempt {} failed with {} (HTTP {}, request id {}); retrying in {} ms",
-                   service_name, request.operation, attempt, error.code, error.http_status,
-                   error.request_id, delay.count());
-    if (deadline && clock.Monotonic() + delay >= *deadline) {
-      Logger().debug("{} {}: no time left for another attempt before the deadline", service_name,
-                     request.operation);
-      return error;
-    }
+    return Verdict{std::move(error), {}};
+  }
+  if (error.category == ErrorCategory::kClockSkew) {
+    // The Date header of this very response has corrected the offset (if it could); one
+    // immediate re-signed retry is all that can help. A second skew error is final.
+    if (skew_retry_done_) return Verdict{std::move(error), {}};
+    skew_retry_done_ = true;
+    Logger().warn(
+        "{} {} attempt {} rejected for clock skew ({}), retrying with offset {} ms "
+        "(request id {})",
+        service_name, operation, attempt_, error.code, context.clock_offset().count(),
+        error.request_id);
+    return Verdict{std::nullopt, std::chrono::milliseconds(0), /*at_once=*/true};
+  }
+  std::optional<int> cost = retry.AcquireRetry(error);
+  if (!cost) {
+    Logger().warn(
+        "{} {} attempt {} failed with {}; retry quota exhausted, giving up "
+        "(request id {})",
+        service_name, operation, attempt_, error.code, error.request_id);
+    return Verdict{std::move(error), {}};
+  }
+  last_retry_cost_ = *cost;
+  std::chrono::milliseconds delay = retry.Backoff(attempt_);
+  Logger().debug("{} {} attempt {} failed with {} (HTTP {}, request id {}); retrying in {} ms",
+                 service_name, operation, attempt_, error.code, error.http_status,
+                 error.request_id, delay.count());
+  if (deadline_ && context.clock().Monotonic() + delay >= *deadline_) {
+    Logger().debug("{} {}: no time left for another attempt before the deadline", service_name,
+                   operation);
+    return Verdict{std::move(error), {}};
+  }
+  return Verdict{std::nullopt, delay};
+}
+
+Result<HttpResponse> AwsClient::Send(const AwsRequest& request) {
+  Call call(*this, request);
+  while (true) {
+    Result<HttpRequest> http = call.Attempt();
+    if (!http.ok()) return http.error();
+    Call::Verdict verdict = call.Judge(context_->transport().Send(*http));
+    if (verdict.result) return std::move(*verdict.result);
+    if (verdict.at_once) continue;
     // Even a zero delay (full jitter can draw 0) goes through SleepFor, so a stop requested
     // meanwhile ends the retries the same way every time.
-    if (!clock.SleepFor(delay, request.stop)) {
-      return fail(Error::Cancelled(request.operation));
+    if (!context_->clock().SleepFor(verdict.retry_after, request.stop)) {
+      return call.Named(Error::Cancelled(request.operation));
     }
   }
 }

@@ -19,9 +19,8 @@ Result<nlohmann::json> CallJson(AwsClient& client, std::string_view target_prefi
   return CallJsonEncoded(client, target_prefix, operation, std::move(encoded), timeout, stop);
 }
 
-Result<HttpResponse> SendJsonEncoded(AwsClient& client, std::string_view target_prefix,
-                                     std::string_view operation, std::string body,
-                                     std::chrono::milliseconds timeout, const StopSource* stop) {
+AwsRequest JsonRequest(std::string_view target_prefix, std::string_view operation,
+                       std::string body) {
   AwsRequest request;
   request.operation = std::string(operation);
   // method POST and path "/" are AwsRequest's defaults.
@@ -31,6 +30,13 @@ Result<HttpResponse> SendJsonEncoded(AwsClient& client, std::string_view target_
   request.headers = {{"content-type", "application/x-amz-json-1.0"},
                      {"x-amz-target", std::move(target)}};
   request.body = std::move(body);
+  return request;
+}
+
+Result<HttpResponse> SendJsonEncoded(AwsClient& client, std::string_view target_prefix,
+                                     std::string_view operation, std::string body,
+                                     std::chrono::milliseconds timeout, const StopSource* stop) {
+  AwsRequest request = JsonRequest(target_prefix, operation, std::move(body));
   request.timeout = timeout;
   request.stop = stop;
   return client.Send(request);
@@ -44,18 +50,23 @@ Error NotJsonObjectError(const ServiceInfo& service, std::string_view operation,
       response);
 }
 
-Result<nlohmann::json> CallJsonEncoded(AwsClient& client, std::string_view target_prefix,
-                                       std::string_view operation, std::string body,
-                                       std::chrono::milliseconds timeout, const StopSource* stop) {
-  Result<HttpResponse> response =
-      SendJsonEncoded(client, target_prefix, operation, std::move(body), timeout, stop);
+Result<nlohmann::json> JsonResult(const ServiceInfo& service, std::string_view operation,
+                                  const Result<HttpResponse>& response) {
   if (!response.ok()) return response.error();
   if (response->body.empty()) return nlohmann::json::object();
   nlohmann::json result =
       nlohmann::json::parse(response->body, nullptr, /*allow_exceptions=*/false);
   // Every JSON 1.0 answer is an object; anything else would make the callers' lookups throw.
-  if (!result.is_object()) return NotJsonObjectError(client.service(), operation, *response);
+  if (!result.is_object()) return NotJsonObjectError(service, operation, *response);
   return result;
+}
+
+Result<nlohmann::json> CallJsonEncoded(AwsClient& client, std::string_view target_prefix,
+                                       std::string_view operation, std::string body,
+                                       std::chrono::milliseconds timeout, const StopSource* stop) {
+  return JsonResult(client.service(), operation,
+                    SendJsonEncoded(client, target_prefix, operation, std::move(body), timeout,
+                                    stop));
 }
 
 std::string JsonString(const nlohmann::json& object, std::string_view key) {

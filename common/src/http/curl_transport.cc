@@ -8,7 +8,10 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <map>
 #include <mutex>
+#include <optional>
+#include <utility>
 #include <vector>
 
 #include "core/strings.h"
@@ -460,8 +463,31 @@ CurlTransport::Stats CurlTransport::stats() const {
   return Stats{impl_->requests.load(), impl_->connections.load()};
 }
 
-Result<HttpResponse> CurlTransport::Send(const HttpRequest& request) {
-  // Everything that can be checked locally is, before a connection or a file is touched.
+namespace {
+
+// One exchange's state from Prepare() to Finish(): what curl's callbacks write into and the
+// buffers curl reads from while the transfer runs. Pinned in memory (curl holds pointers).
+struct Exchange {
+  Exchange() { errbuf[0] = '\0'; }
+  ~Exchange() {
+    if (t.body_file != nullptr) std::fclose(t.body_file);
+    if (t.out_file != nullptr) std::fclose(t.out_file);
+  }
+  Exchange(const Exchange&) = delete;
+  Exchange& operator=(const Exchange&) = delete;
+
+  HttpResponse response;
+  Transfer t;
+  ProxyRoute route;
+  std::optional<HeaderLines> headers;
+  bool memory_body = false;
+  char errbuf[CURL_ERROR_SIZE];
+};
+
+// Checks what can be checked locally, before a connection or a file is touched, then sets up
+// `h` for `request` (which must outlive the transfer). An error means nothing was sent.
+Status Prepare(const CurlTransportOptions& options, CURL* h, const HttpRequest& request,
+               Exchange& ex) {
   if (std::string problem = UrlProblem(request.url); !problem.empty()) {
     return TransportError(ErrorCategory::kClient, "InvalidUrl",
                           "cannot send to " + request.url + ": " + problem);
@@ -475,25 +501,20 @@ Result<HttpResponse> CurlTransport::Send(const HttpRequest& request) {
                                 "space where none is allowed");
     }
   }
-  Result<ProxyRoute> route = ChooseProxy(impl_->options.proxies, request.url);
+  Result<ProxyRoute> route = ChooseProxy(options.proxies, request.url);
   if (!route.ok()) return route.error();
+  ex.route = std::move(route).value();
   if (request.stop != nullptr && request.stop->Requested()) {
     return TransportError(ErrorCategory::kCancelled, "Cancelled", "cancelled by shutdown");
   }
 
-  HttpResponse response;
-  response.headers.reserve(12);
-  Transfer t;
-  t.response = &response;
+  Transfer& t = ex.t;
+  ex.response.headers.reserve(12);
+  t.response = &ex.response;
   t.response_file = &request.response_file;
+  t.handle = h;
 
   // The body, from a file range or from memory; its size is always known up front.
-  struct FileCloser {
-    FILE*& f;
-    ~FileCloser() {
-      if (f != nullptr) std::fclose(f);
-    }
-  } close_body{t.body_file};
   bool has_body = false;
   if (request.body_file) {
     const FileRange& range = *request.body_file;
@@ -515,24 +536,15 @@ Result<HttpResponse> CurlTransport::Send(const HttpRequest& request) {
     has_body = !request.body.empty();
   }
 
-  std::unique_ptr<Slot> slot = impl_->Borrow();
-  if (!slot) {
-    return TransportError(ErrorCategory::kTransient, "TransportError",
-                          "libcurl could not create a handle");
-  }
-  CURL* h = slot->easy();
-  t.handle = h;
   // Every option a previous request may have set differently is set again below; the
   // constant ones were set when the handle was made (Impl::SetConstantOptions).
-  char errbuf[CURL_ERROR_SIZE];
-  errbuf[0] = '\0';
-  curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
+  curl_easy_setopt(h, CURLOPT_ERRORBUFFER, ex.errbuf);
   curl_easy_setopt(h, CURLOPT_URL, request.url.c_str());
-  curl_easy_setopt(h, CURLOPT_PROXY, route->url.c_str());  // "" = direct
-  const bool proxy_auth = !route->username.empty();
+  curl_easy_setopt(h, CURLOPT_PROXY, ex.route.url.c_str());  // "" = direct
+  const bool proxy_auth = !ex.route.username.empty();
   curl_easy_setopt(h, CURLOPT_PROXYAUTH, static_cast<long>(CURLAUTH_BASIC));
-  curl_easy_setopt(h, CURLOPT_PROXYUSERNAME, proxy_auth ? route->username.c_str() : nullptr);
-  curl_easy_setopt(h, CURLOPT_PROXYPASSWORD, proxy_auth ? route->password.c_str() : nullptr);
+  curl_easy_setopt(h, CURLOPT_PROXYUSERNAME, proxy_auth ? ex.route.username.c_str() : nullptr);
+  curl_easy_setopt(h, CURLOPT_PROXYPASSWORD, proxy_auth ? ex.route.password.c_str() : nullptr);
   curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
                    static_cast<long>(std::max<long long>(1, request.connect_timeout.count())));
   curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, static_cast<long>(request.timeout.count()));
@@ -547,7 +559,7 @@ Result<HttpResponse> CurlTransport::Send(const HttpRequest& request) {
   // in the same send() as the headers, where the read callback would cost a second one (and on
   // loopback each send also runs the receiver's TCP stack on this CPU). curl resends it by
   // itself when a reused connection turns out to be dead.
-  const bool memory_body = !request.body_file && method != "HEAD" && (has_body || method == "POST");
+  ex.memory_body = !request.body_file && method != "HEAD" && (has_body || method == "POST");
   // HTTPGET resets what a previous request's method left (upload, no-body, POST).
   curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
   curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, nullptr);
@@ -557,7 +569,7 @@ Result<HttpResponse> CurlTransport::Send(const HttpRequest& request) {
     // HTTPGET above.
   } else if (method == "HEAD") {
     curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
-  } else if (memory_body) {
+  } else if (ex.memory_body) {
     curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(t.body_length));
     curl_easy_setopt(h, CURLOPT_POSTFIELDS, request.body.data());
     if (method != "POST") curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method.c_str());
@@ -576,7 +588,7 @@ Result<HttpResponse> CurlTransport::Send(const HttpRequest& request) {
   // (Expect: 100-continue, a default form Content-Type, Accept: */*).
   std::size_t header_bytes = 32;
   for (const auto& [name, value] : request.headers) header_bytes += name.size() + value.size() + 3;
-  HeaderLines headers(request.headers.size() + 3, header_bytes + 32);
+  HeaderLines& headers = ex.headers.emplace(request.headers.size() + 3, header_bytes + 32);
   bool has_content_type = false, has_accept = false;
   for (const auto& [name, value] : request.headers) {
     if (EqualsIgnoreCase(name, "content-type")) has_content_type = true;
@@ -590,33 +602,28 @@ Result<HttpResponse> CurlTransport::Send(const HttpRequest& request) {
 
   curl_easy_setopt(h, CURLOPT_HEADERDATA, &t);
   curl_easy_setopt(h, CURLOPT_WRITEDATA, &t);
+  return Status::Ok();
+}
 
-  Outcome outcome;
-  if (CURLMcode mc = curl_multi_add_handle(slot->multi(), h); mc != CURLM_OK) {
-    outcome.multi_error = curl_multi_strerror(mc);
-  } else {
-    impl_->requests.fetch_add(1, std::memory_order_relaxed);
-    outcome = Drive(slot->multi(), h, request.stop);
-    // Detaching an unfinished transfer (a stop) closes its connection: it is never reused
-    // with a response still owed on it.
-    curl_multi_remove_handle(slot->multi(), h);
-  }
-
+// The exchange's result once its transfer ended (or was abandoned and detached from its
+// multi). Leaves `h` holding no pointer into `ex` or `request`.
+Result<HttpResponse> Finish(std::atomic<std::uint64_t>& connections, CURL* h,
+                            const HttpRequest& request, Exchange& ex, const Outcome& outcome) {
+  Transfer& t = ex.t;
   long connects = 0;
   curl_easy_getinfo(h, CURLINFO_NUM_CONNECTS, &connects);
-  impl_->connections.fetch_add(static_cast<std::uint64_t>(std::max(0L, connects)),
-                               std::memory_order_relaxed);
+  connections.fetch_add(static_cast<std::uint64_t>(std::max(0L, connects)),
+                        std::memory_order_relaxed);
   long status = 0;
   curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
-  // The handle must not keep pointers into this stack frame.
   curl_easy_setopt(h, CURLOPT_HTTPHEADER, nullptr);
   curl_easy_setopt(h, CURLOPT_ERRORBUFFER, nullptr);
-  if (memory_body) curl_easy_setopt(h, CURLOPT_POSTFIELDS, nullptr);
-  impl_->Return(std::move(slot));
+  if (ex.memory_body) curl_easy_setopt(h, CURLOPT_POSTFIELDS, nullptr);
 
   bool file_ok = true;
   if (t.out_file != nullptr) {
     file_ok = std::fclose(t.out_file) == 0;
+    t.out_file = nullptr;
     if (!file_ok && t.write_error.empty()) {
       t.write_error = "cannot write " + request.response_file + ": " + strerror(errno);
     }
@@ -637,15 +644,15 @@ Result<HttpResponse> CurlTransport::Send(const HttpRequest& request) {
                           "libcurl: " + outcome.multi_error);
   }
   if (outcome.rc != CURLE_OK) {
-    Error e = FromCurlCode(outcome.rc, errbuf);
-    if (!route->direct()) {
-      e.message = Redact(Redact(std::move(e.message), route->password), route->username) +
-                  " (through the proxy " + route->url + ")";
+    Error e = FromCurlCode(outcome.rc, ex.errbuf);
+    if (!ex.route.direct()) {
+      e.message = Redact(Redact(std::move(e.message), ex.route.password), ex.route.username) +
+                  " (through the proxy " + ex.route.url + ")";
     }
     return e;
   }
 
-  response.status = static_cast<int>(status);
+  ex.response.status = static_cast<int>(status);
   if (!request.response_file.empty() && status >= 200 && status < 300 && !t.to_file) {
     // An empty 2xx body still means "the object is empty": create the file.
     FILE* f = std::fopen(request.response_file.c_str(), "wb");
@@ -654,7 +661,183 @@ Result<HttpResponse> CurlTransport::Send(const HttpRequest& request) {
                             "cannot create " + request.response_file + ": " + strerror(errno));
     }
   }
-  return response;
+  return std::move(ex.response);
+}
+
+}  // namespace
+
+Result<HttpResponse> CurlTransport::Send(const HttpRequest& request) {
+  std::unique_ptr<Slot> slot = impl_->Borrow();
+  if (!slot) {
+    return TransportError(ErrorCategory::kTransient, "TransportError",
+                          "libcurl could not create a handle");
+  }
+  CURL* h = slot->easy();
+  Exchange ex;
+  if (Status prepared = Prepare(impl_->options, h, request, ex); !prepared.ok()) {
+    impl_->Return(std::move(slot));
+    return prepared.error();
+  }
+  Outcome outcome;
+  if (CURLMcode mc = curl_multi_add_handle(slot->multi(), h); mc != CURLM_OK) {
+    outcome.multi_error = curl_multi_strerror(mc);
+  } else {
+    impl_->requests.fetch_add(1, std::memory_order_relaxed);
+    outcome = Drive(slot->multi(), h, request.stop);
+    // Detaching an unfinished transfer (a stop) closes its connection: it is never reused
+    // with a response still owed on it.
+    curl_multi_remove_handle(slot->multi(), h);
+  }
+  Result<HttpResponse> result = Finish(impl_->connections, h, request, ex, outcome);
+  impl_->Return(std::move(slot));
+  return result;
+}
+
+namespace {
+
+// CurlTransport's HttpMulti: one multi handle (and so one cache of keep-alive connections)
+// for all the exchanges, and easy handles kept for reuse.
+class CurlMulti final : public HttpMulti {
+ public:
+  CurlMulti(CurlTransport::Impl& impl, CURLM* multi) : impl_(impl), multi_(multi) {}
+  ~CurlMulti() override {
+    for (auto& [easy, active] : active_) {
+      curl_multi_remove_handle(multi_, easy);
+      curl_easy_cleanup(easy);
+    }
+    for (CURL* easy : idle_) curl_easy_cleanup(easy);
+    curl_multi_cleanup(multi_);
+  }
+
+  void Start(std::uint64_t tag, HttpRequest request) override {
+    CURL* h = TakeHandle();
+    if (h == nullptr) {
+      ended_.push_back(Ended{tag, TransportError(ErrorCategory::kTransient, "TransportError",
+                                                 "libcurl could not create a handle")});
+      return;
+    }
+    auto active = std::make_unique<Active>();
+    active->tag = tag;
+    active->request = std::move(request);
+    if (Status prepared = Prepare(impl_.options, h, active->request, active->exchange);
+        !prepared.ok()) {
+      idle_.push_back(h);
+      ended_.push_back(Ended{tag, prepared.error()});
+      return;
+    }
+    if (CURLMcode mc = curl_multi_add_handle(multi_, h); mc != CURLM_OK) {
+      Outcome outcome;
+      outcome.multi_error = curl_multi_strerror(mc);
+      End(h, *active, outcome);
+      return;
+    }
+    impl_.requests.fetch_add(1, std::memory_order_relaxed);
+    active_.emplace(h, std::move(active));
+  }
+
+  std::vector<Ended> Poll(std::chrono::milliseconds wait) override {
+    Perform();
+    if (ended_.empty() && !active_.empty()) {
+      // curl's sockets and timers, the stops' eventfds; curl_multi_wakeup() ends it too.
+      std::vector<curl_waitfd> extra;
+      for (const auto& [easy, active] : active_) {
+        const StopSource* stop = active->request.stop;
+        if (stop == nullptr || stop->WakeFd() < 0) continue;
+        curl_waitfd fd{};
+        fd.fd = stop->WakeFd();
+        fd.events = CURL_WAIT_POLLIN;
+        extra.push_back(fd);
+      }
+      curl_multi_poll(multi_, extra.data(), static_cast<unsigned>(extra.size()),
+                      static_cast<int>(std::clamp<long long>(wait.count(), 0, 60000)), nullptr);
+      Perform();
+    } else if (ended_.empty()) {
+      curl_multi_poll(multi_, nullptr, 0,
+                      static_cast<int>(std::clamp<long long>(wait.count(), 0, 60000)), nullptr);
+    }
+    return std::exchange(ended_, {});
+  }
+
+  std::size_t active() const override { return active_.size() + ended_.size(); }
+
+  void Wake() override { curl_multi_wakeup(multi_); }
+
+ private:
+  struct Active {
+    std::uint64_t tag = 0;
+    HttpRequest request;
+    Exchange exchange;
+  };
+
+  CURL* TakeHandle() {
+    if (!idle_.empty()) {
+      CURL* h = idle_.back();
+      idle_.pop_back();
+      return h;
+    }
+    CURL* h = curl_easy_init();
+    if (h != nullptr) impl_.SetConstantOptions(h);
+    return h;
+  }
+
+  void Perform() {
+    int running = 0;
+    CURLMcode mc = curl_multi_perform(multi_, &running);
+    int left = 0;
+    while (CURLMsg* msg = curl_multi_info_read(multi_, &left)) {
+      if (msg->msg != CURLMSG_DONE) continue;
+      CURL* h = msg->easy_handle;
+      Outcome outcome;
+      outcome.rc = msg->data.result;
+      curl_multi_remove_handle(multi_, h);
+      auto it = active_.find(h);
+      if (it == active_.end()) continue;
+      std::unique_ptr<Active> active = std::move(it->second);
+      active_.erase(it);
+      End(h, *active, outcome);
+    }
+    // Stopped exchanges are abandoned (their connections closed); a multi failure ends all.
+    for (auto it = active_.begin(); it != active_.end();) {
+      const StopSource* stop = it->second->request.stop;
+      const bool stopped = stop != nullptr && stop->Requested();
+      if (!stopped && mc == CURLM_OK) {
+        ++it;
+        continue;
+      }
+      CURL* h = it->first;
+      std::unique_ptr<Active> active = std::move(it->second);
+      it = active_.erase(it);
+      curl_multi_remove_handle(multi_, h);
+      Outcome outcome;
+      outcome.cancelled = stopped;
+      if (!stopped) outcome.multi_error = curl_multi_strerror(mc);
+      End(h, *active, outcome);
+    }
+  }
+
+  void End(CURL* h, Active& active, const Outcome& outcome) {
+    ended_.push_back(
+        Ended{active.tag, Finish(impl_.connections, h, active.request, active.exchange, outcome)});
+    idle_.push_back(h);
+  }
+
+  CurlTransport::Impl& impl_;
+  CURLM* multi_;
+  std::map<CURL*, std::unique_ptr<Active>> active_;
+  std::vector<CURL*> idle_;
+  std::vector<Ended> ended_;
+};
+
+}  // namespace
+
+std::unique_ptr<HttpMulti> CurlTransport::NewMulti() {
+  CURLM* multi = curl_multi_init();
+  if (multi == nullptr) return HttpTransport::NewMulti();
+  // Idle keep-alive connections kept for the next exchanges: as many as a window of
+  // concurrent exchanges uses (libcurl's default would close connections beyond 4x the
+  // number of transfers added, which is the same bound).
+  curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, impl_->options.max_idle_slots);
+  return std::make_unique<CurlMulti>(*impl_, multi);
 }
 
 std::shared_ptr<HttpTransport> MakeCurlTransport(CurlTransportOptions options) {

@@ -9,6 +9,7 @@
 
 #include "ledger/counted_transition.h"
 #include "ledger/item_codec.h"
+#include "spotgrid/aws/aws_multi.h"
 #include "spotgrid/core/parallel_for.h"
 #include "spotgrid/ledger/ledger.h"
 #include "spotgrid/services/dynamodb_client.h"
@@ -46,6 +47,25 @@ Error ConditionFailed(std::string operation, std::string message) {
   error.operation = std::move(operation);
   error.code = "ConditionalCheckFailedException";
   error.message = std::move(message);
+  return error;
+}
+
+Error NotUtf8Unit(const std::string& job, const UnitSpec& unit) {
+  return Error::InvalidInput("unit " + unit.id + " of job " + job +
+                             " holds a string that is not valid UTF-8");
+}
+
+// What a BatchPutEncoded of `count` new units means for the writer: every item in, or the
+// error (items left unprocessed after the client's retries are throttling).
+Status PutOutcome(const BatchWriteResult& result, std::size_t count) {
+  if (!result.status.ok()) return result.status;
+  if (result.unprocessed.empty()) return Status::Ok();
+  Error error;
+  error.category = ErrorCategory::kThrottled;
+  error.service = "DynamoDB";
+  error.operation = "BatchWriteItem";
+  error.message = std::to_string(result.unprocessed.size()) + " of " + std::to_string(count) +
+                  " unit items were still unprocessed after retrying";
   return error;
 }
 
@@ -178,26 +198,34 @@ class DynamoLedger final : public Ledger {
       for (std::size_t i = begin; i < end; ++i) {
         std::string& item = items[i - begin];
         item.clear();
-        if (!codec::AppendNewUnit(item, job, units[i], now)) {
-          return Error::InvalidInput("unit " + units[i].id + " of job " + job +
-                                     " holds a string that is not valid UTF-8");
-        }
+        if (!codec::AppendNewUnit(item, job, units[i], now)) return NotUtf8Unit(job, units[i]);
       }
-      BatchWriteResult result = db_->BatchPutEncoded(options_.table, items);
-      if (!result.status.ok()) return result.status;
-      if (!result.unprocessed.empty()) {
-        Error error;
-        error.category = ErrorCategory::kThrottled;
-        error.service = "DynamoDB";
-        error.operation = "BatchWriteItem";
-        error.message = std::to_string(result.unprocessed.size()) +
-                        " unit items were still unprocessed after retrying";
-        return error;
+      if (Status put = PutOutcome(db_->BatchPutEncoded(options_.table, items), end - begin);
+          !put.ok()) {
+        return put;
       }
       written += static_cast<std::int64_t>(end - begin);
       if (on_progress) on_progress(written);
     }
     return Status::Ok();
+  }
+
+  void StartPutNewUnits(AwsMulti& multi, const std::string& job, std::span<const UnitSpec> units,
+                        std::function<void(Status)> done) override {
+    const std::string now = codec::FormatTime(clock_.Now());
+    std::vector<std::string> items(units.size());
+    for (std::size_t i = 0; i < units.size(); ++i) {
+      if (!codec::AppendNewUnit(items[i], job, units[i], now)) {
+        Status invalid = NotUtf8Unit(job, units[i]);
+        multi.After(std::chrono::milliseconds(0), [done = std::move(done), invalid] { done(invalid); });
+        return;
+      }
+    }
+    const std::size_t count = units.size();
+    db_->StartBatchPutEncoded(multi, options_.table, std::move(items),
+                              [done = std::move(done), count](BatchWriteResult result) {
+                                done(PutOutcome(result, count));
+                              });
   }
 
   Status ReplaceUnit(const std::string& job, const UnitSpec& unit) override {

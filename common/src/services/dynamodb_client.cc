@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "services/json_writer.h"
+#include "spotgrid/aws/aws_multi.h"
 #include "spotgrid/aws/json_protocol.h"
 #include "spotgrid/aws/service.h"
 #include "spotgrid/core/parallel_for.h"
@@ -494,6 +495,114 @@ BatchWriteResult DynamoDb::BatchPutEncoded(const std::string& table,
   return BatchWriteItem(table, requests);
 }
 
+namespace {
+
+// The rounds of one BatchWriteItem of encoded puts (at most 25): the first body holds the
+// items as given; a round whose answer lists UnprocessedItems sends just those again after
+// Backoff(round), up to `max_retries` times. What is left, or what a failed round held,
+// ends in `result`. Shared by the blocking and the AwsMulti forms.
+class PutRounds {
+ public:
+  PutRounds(const std::string& table, std::span<const std::string> items, int max_retries)
+      : table_(table), items_(items), max_retries_(max_retries) {
+    std::size_t size = 64 + table.size();
+    for (const std::string& item : items) size += item.size() + 32;
+    body_.reserve(size);
+    AppendBatchWrite(body_, table, [&](std::string& o) {
+      o.push_back('[');
+      for (std::size_t k = 0; k < items.size(); ++k) {
+        if (k > 0) o.push_back(',');
+        o += "{\"PutRequest\":{\"Item\":";
+        o += items[k];
+        o += "}}";
+      }
+      o.push_back(']');
+      return true;
+    });
+  }
+
+  // The body of the round to send now.
+  std::string TakeBody() { return std::move(body_); }
+
+  // Reads a round's answer; true when another round is due after Backoff(round()).
+  bool Take(Result<json> response) {
+    if (!response.ok()) {
+      if (pending_.is_null()) {
+        for (const std::string& item : items_) {
+          result_.unprocessed.push_back(WriteRequest::Put(json::parse(item, nullptr, false)));
+        }
+      } else {
+        for (json& entry : pending_) result_.unprocessed.push_back(FromRequestJson(std::move(entry)));
+      }
+      result_.status = response.error();
+      return false;
+    }
+    auto unprocessed = response->find("UnprocessedItems");
+    if (unprocessed == response->end() || !unprocessed->is_object()) return false;
+    auto mine = unprocessed->find(table_);
+    if (mine == unprocessed->end() || !mine->is_array() || mine->empty()) return false;
+    if (round_ >= max_retries_) {
+      for (json& entry : *mine) result_.unprocessed.push_back(FromRequestJson(std::move(entry)));
+      return false;
+    }
+    ++round_;
+    pending_ = std::move(*mine);
+    body_.clear();
+    AppendBatchWrite(body_, table_,
+                     [&](std::string& o) { return json_writer::AppendValue(o, pending_); });
+    return true;
+  }
+
+  int round() const { return round_; }
+  BatchWriteResult& result() { return result_; }
+
+ private:
+  const std::string& table_;
+  std::span<const std::string> items_;
+  int max_retries_;
+  std::string body_;
+  json pending_;  // what `body_` holds after the first round (null: the items as given)
+  int round_ = 0;
+  BatchWriteResult result_;
+};
+
+// One BatchWriteItem of encoded puts on an AwsMulti, round after round (PutRounds).
+struct PutCall : std::enable_shared_from_this<PutCall> {
+  PutCall(AwsMulti& multi, AwsClient& client, std::string table, std::vector<std::string> items,
+          DynamoDb::PutDone done, int max_retries)
+      : multi(multi),
+        client(client),
+        table(std::move(table)),
+        items(std::move(items)),
+        rounds(this->table, this->items, max_retries),
+        done(std::move(done)) {}
+
+  void Round() {
+    multi.Start(client, JsonRequest(kTargetPrefix, "BatchWriteItem", rounds.TakeBody()),
+                [self = shared_from_this()](Result<HttpResponse> response) {
+                  self->Answered(response);
+                });
+  }
+
+  void Answered(const Result<HttpResponse>& response) {
+    if (!rounds.Take(JsonResult(client.service(), "BatchWriteItem", response))) {
+      done(std::move(rounds.result()));
+      return;
+    }
+    multi.After(client.context().retry().Backoff(rounds.round()),
+                [self = shared_from_this()] { self->Round(); });
+  }
+
+  AwsMulti& multi;
+  AwsClient& client;
+  std::string table;
+  std::vector<std::string> items;
+  PutRounds rounds;
+  DynamoDb::PutDone done;
+};
+
+}  // namespace
+
 BatchWriteResult DynamoDbClient::BatchPutEncoded(const std::string& table,
                                                  std::span<const std::string> items) {
   const std::size_t batches = (items.size() + kMaxBatchWrite - 1) / kMaxBatchWrite;
@@ -502,57 +611,35 @@ BatchWriteResult DynamoDbClient::BatchPutEncoded(const std::string& table,
   ParallelFor(batches, options_.batch_concurrency, [&](std::size_t b) {
     std::span<const std::string> chunk = items.subspan(
         b * kMaxBatchWrite, std::min(kMaxBatchWrite, items.size() - b * kMaxBatchWrite));
-    std::size_t size = 64 + table.size();
-    for (const std::string& item : chunk) size += item.size() + 32;
-    std::string body;
-    body.reserve(size);
-    AppendBatchWrite(body, table, [&](std::string& o) {
-      o.push_back('[');
-      for (std::size_t k = 0; k < chunk.size(); ++k) {
-        if (k > 0) o.push_back(',');
-        o += "{\"PutRequest\":{\"Item\":";
-        o += chunk[k];
-        o += "}}";
-      }
-      o.push_back(']');
-      return true;
-    });
-    std::optional<Error> failure;
-    std::vector<WriteRequest> left;
-    json pending;  // what `body` holds after the first round (null: the whole chunk)
-    for (int round = 0;; ++round) {
-      auto response = CallJsonEncoded(*client_, kTargetPrefix, "BatchWriteItem", body);
-      if (!response.ok()) {
-        failure = response.error();
-        if (pending.is_null()) {
-          for (const std::string& item : chunk) {
-            left.push_back(WriteRequest::Put(json::parse(item, nullptr, false)));
-          }
-        } else {
-          for (json& entry : pending) left.push_back(FromRequestJson(std::move(entry)));
-        }
-        break;
-      }
-      auto unprocessed = response->find("UnprocessedItems");
-      if (unprocessed == response->end() || !unprocessed->is_object()) break;
-      auto mine = unprocessed->find(table);
-      if (mine == unprocessed->end() || !mine->is_array() || mine->empty()) break;
-      if (round >= options_.max_unprocessed_retries) {
-        for (json& entry : *mine) left.push_back(FromRequestJson(std::move(entry)));
-        break;
-      }
-      client_->context().clock().SleepFor(client_->context().retry().Backoff(round + 1));
-      pending = std::move(*mine);
-      body.clear();
-      AppendBatchWrite(body, table,
-                       [&](std::string& o) { return json_writer::AppendValue(o, pending); });
+    PutRounds rounds(table, chunk, options_.max_unprocessed_retries);
+    while (rounds.Take(CallJsonEncoded(*client_, kTargetPrefix, "BatchWriteItem",
+                                       rounds.TakeBody()))) {
+      client_->context().clock().SleepFor(client_->context().retry().Backoff(rounds.round()));
     }
-    if (left.empty()) return;
+    BatchWriteResult& mine = rounds.result();
+    if (mine.unprocessed.empty()) return;
     std::lock_guard<std::mutex> lock(mu);
-    for (WriteRequest& request : left) result.unprocessed.push_back(std::move(request));
-    if (failure && result.status.ok()) result.status = *failure;
+    for (WriteRequest& request : mine.unprocessed) result.unprocessed.push_back(std::move(request));
+    if (!mine.status.ok() && result.status.ok()) result.status = mine.status;
   });
   return result;
+}
+
+void DynamoDb::StartBatchPutEncoded(AwsMulti& multi, const std::string& table,
+                                    std::vector<std::string> items, PutDone done) {
+  multi.Offload([this, table, items = std::move(items)] { return BatchPutEncoded(table, items); },
+                std::move(done));
+}
+
+void DynamoDbClient::StartBatchPutEncoded(AwsMulti& multi, const std::string& table,
+                                          std::vector<std::string> items, PutDone done) {
+  if (items.size() > kMaxBatchWrite) {
+    DynamoDb::StartBatchPutEncoded(multi, table, std::move(items), std::move(done));
+    return;
+  }
+  auto call = std::make_shared<PutCall>(multi, *client_, table, std::move(items), std::move(done),
+                                        options_.max_unprocessed_retries);
+  call->Round();
 }
 
 Status DynamoDbClient::Paginate(std::string_view operation, json body, int segment,

@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "services/json_writer.h"
+#include "spotgrid/aws/aws_multi.h"
 #include "spotgrid/aws/json_protocol.h"
 #include "spotgrid/aws/json_sax.h"
 #include "spotgrid/aws/service.h"
@@ -174,12 +175,119 @@ class BatchResponseReader final : public JsonSaxHandler {
   Field field_ = Field::kOther;
 };
 
-// One batch call of `operation` over entries `indices` (positions in the caller's vector),
-// with the entry-level retry: entries SQS reports as failed with SenderFault=false are sent
-// again, alone, after Backoff(round), up to `max_retries` times. `encode(indices)` builds the
-// body with Ids "0".."k-1" (false: an entry is not valid UTF-8); `on_success(index, entry)` sees
-// each Successful entry. `abort` is raised by a non-retryable whole-request error (e.g. no such
-// queue) so the other batches of the call stop sending; their entries then fail with that error.
+// The rounds of one batch call of `operation` over entries `pending` (positions in the
+// caller's vector), with the entry-level retry: entries SQS reports as failed with
+// SenderFault=false are sent again, alone, after Backoff(round), up to `max_retries` times.
+// `encode(indices, out)` builds a round's body with Ids "0".."k-1" (false: an entry is not
+// valid UTF-8); `on_success(index, entry)` sees each Successful entry. Shared by the blocking
+// BatchRunner and the AwsMulti form of SendMessageBatch.
+class BatchRounds {
+ public:
+  BatchRounds(std::string_view operation, int max_retries, std::vector<std::size_t> pending)
+      : operation_(operation), max_retries_(max_retries), pending_(std::move(pending)) {}
+
+  // The next round's body; false when no entry is left to send. An entry that cannot be
+  // encoded fails alone, and the rest are sent.
+  template <typename EncodeFn>
+  bool Encode(EncodeFn&& encode, std::string& body) {
+    body.clear();
+    if (pending_.empty()) return false;
+    if (encode(pending_, body)) return true;
+    std::vector<std::size_t> good;
+    for (std::size_t index : pending_) {
+      std::string one;
+      if (encode(std::vector<std::size_t>{index}, one)) {
+        good.push_back(index);
+      } else {
+        failed_.push_back({index, true, NotUtf8(operation_)});
+      }
+    }
+    pending_ = std::move(good);
+    body.clear();
+    if (pending_.empty() || !encode(pending_, body)) {
+      FailPending(NotUtf8(operation_));
+      return false;
+    }
+    return true;
+  }
+
+  // Reads a round's outcome; true when entries are left to send again after Backoff(round()).
+  template <typename OnSuccess>
+  bool Take(const Result<HttpResponse>& response, OnSuccess&& on_success) {
+    if (!response.ok()) {
+      FailPending(response.error());
+      return false;
+    }
+    BatchResponse outcome;
+    if (!response->body.empty() && !BatchResponseReader::Read(response->body, outcome)) {
+      FailPending(NotJsonObjectError(kSqsService, operation_, *response));
+      return false;
+    }
+    std::vector<std::size_t> retry;
+    std::vector<bool> answered(pending_.size(), false);
+    for (BatchEntryOutcome& entry : outcome.successful) {
+      std::size_t pos = ParseBatchId(entry.id, pending_.size());
+      if (pos == pending_.size()) continue;
+      answered[pos] = true;
+      on_success(pending_[pos], entry);
+    }
+    for (BatchEntryOutcome& entry : outcome.failed) {
+      std::size_t pos = ParseBatchId(entry.id, pending_.size());
+      if (pos == pending_.size()) continue;
+      if (entry.sender_fault_invalid) {
+        // Nothing of this answer can be trusted: every entry of the round fails.
+        FailPending(MalformedResponseError(
+            kSqsService, operation_, "a Failed entry's SenderFault is not a boolean", *response));
+        return false;
+      }
+      answered[pos] = true;
+      bool sender_fault = entry.sender_fault;
+      if (!sender_fault && round_ < max_retries_) {
+        retry.push_back(pending_[pos]);
+        continue;
+      }
+      Error error;
+      error.category = sender_fault ? ErrorCategory::kClient : ErrorCategory::kTransient;
+      error.service = "SQS";
+      error.operation = std::string(operation_);
+      error.http_status = 200;
+      error.code = std::move(entry.code);
+      error.message = std::move(entry.message);
+      failed_.push_back({pending_[pos], sender_fault, std::move(error)});
+    }
+    for (std::size_t pos = 0; pos < pending_.size(); ++pos) {
+      if (!answered[pos]) {
+        failed_.push_back(
+            {pending_[pos], false,
+             MalformedResponseError(kSqsService, operation_, "entry missing from the response")});
+      }
+    }
+    pending_ = std::move(retry);
+    ++round_;
+    return !pending_.empty();
+  }
+
+  // Every entry still to send fails with `error`.
+  void FailPending(const Error& error) {
+    for (std::size_t index : pending_) failed_.push_back({index, !error.IsRetryable(), error});
+    pending_.clear();
+  }
+
+  int round() const { return round_; }
+  std::vector<BatchEntryFailure>& failed() { return failed_; }
+
+ private:
+  std::string_view operation_;
+  int max_retries_;
+  std::vector<std::size_t> pending_;
+  std::vector<BatchEntryFailure> failed_;
+  int round_ = 0;
+};
+
+// BatchRounds run to their end on the calling thread, for several batches of one call at
+// once (ParallelFor). `abort` is raised by a non-retryable whole-request error (e.g. no such
+// queue) so the other batches of the call stop sending; their entries then fail with that
+// error.
 class BatchRunner {
  public:
   BatchRunner(AwsClient& client, std::string_view operation, int max_retries)
@@ -187,101 +295,35 @@ class BatchRunner {
 
   template <typename Encode, typename OnSuccess>
   void Run(std::vector<std::size_t> pending, Encode&& encode, OnSuccess&& on_success) {
-    std::vector<BatchEntryFailure> failed;
-    for (int round = 0; !pending.empty(); ++round) {
+    BatchRounds rounds(operation_, max_retries_, std::move(pending));
+    std::string body;
+    while (true) {
       if (aborted_.load()) {
-        FailAll(pending, AbortError(), failed);
+        rounds.FailPending(AbortError());
         break;
       }
-      std::string body;
-      if (!encode(pending, body)) {
-        // Some entry cannot be encoded: fail just those, send the rest.
-        std::vector<std::size_t> good;
-        for (std::size_t index : pending) {
-          std::string one;
-          if (encode(std::vector<std::size_t>{index}, one)) {
-            good.push_back(index);
-          } else {
-            failed.push_back({index, true, NotUtf8(operation_)});
-          }
-        }
-        pending = std::move(good);
-        body.clear();
-        if (pending.empty() || !encode(pending, body)) break;
-      }
+      if (!rounds.Encode(encode, body)) break;
       Result<HttpResponse> response =
           SendJsonEncoded(client_, kTargetPrefix, operation_, std::move(body));
-      if (!response.ok()) {
-        if (!response.error().IsRetryable()) Abort(response.error());
-        FailAll(pending, response.error(), failed);
-        break;
-      }
-      BatchResponse outcome;
-      if (!response->body.empty() && !BatchResponseReader::Read(response->body, outcome)) {
-        FailAll(pending, NotJsonObjectError(kSqsService, operation_, *response), failed);
-        break;
-      }
-      std::vector<std::size_t> retry;
-      std::vector<bool> answered(pending.size(), false);
-      for (BatchEntryOutcome& entry : outcome.successful) {
-        std::size_t pos = ParseBatchId(entry.id, pending.size());
-        if (pos == pending.size()) continue;
-        answered[pos] = true;
-        on_success(pending[pos], entry);
-      }
-      bool malformed = false;
-      for (BatchEntryOutcome& entry : outcome.failed) {
-        std::size_t pos = ParseBatchId(entry.id, pending.size());
-        if (pos == pending.size()) continue;
-        answered[pos] = true;
-        if (entry.sender_fault_invalid) {
-          malformed = true;
-          break;
-        }
-        bool sender_fault = entry.sender_fault;
-        if (!sender_fault && round < max_retries_) {
-          retry.push_back(pending[pos]);
-          continue;
-        }
-        Error error;
-        error.category = sender_fault ? ErrorCategory::kClient : ErrorCategory::kTransient;
-        error.service = "SQS";
-        error.operation = std::string(operation_);
-        error.http_status = 200;
-        error.code = std::move(entry.code);
-        error.message = std::move(entry.message);
-        failed.push_back({pending[pos], sender_fault, std::move(error)});
-      }
-      if (malformed) {
-        FailAll(pending,
-                MalformedResponseError(kSqsService, operation_,
-                                       "a Failed entry's SenderFault is not a boolean", *response),
-                failed);
-        break;
-      }
-      for (std::size_t pos = 0; pos < pending.size(); ++pos) {
-        if (!answered[pos]) {
-          failed.push_back(
-              {pending[pos], false,
-               MalformedResponseError(kSqsService, operation_, "entry missing from the response")});
-        }
-      }
-      if (!retry.empty()) {
-        client_.context().clock().SleepFor(client_.context().retry().Backoff(round + 1));
-      }
-      pending = std::move(retry);
+      if (!response.ok() && !response.error().IsRetryable()) Abort(response.error());
+      if (!rounds.Take(response, on_success)) break;
+      client_.context().clock().SleepFor(client_.context().retry().Backoff(rounds.round()));
     }
-    if (!failed.empty()) {
+    if (!rounds.failed().empty()) {
       std::lock_guard<std::mutex> lock(mu_);
-      for (auto& f : failed) failed_.push_back(std::move(f));
+      for (auto& f : rounds.failed()) failed_.push_back(std::move(f));
     }
   }
 
   std::vector<BatchEntryFailure> TakeFailures() {
     std::lock_guard<std::mutex> lock(mu_);
-    std::sort(failed_.begin(), failed_.end(),
-              [](const auto& a, const auto& b) { return a.index < b.index; });
+    SortByIndex(failed_);
     return std::move(failed_);
+  }
+
+  static void SortByIndex(std::vector<BatchEntryFailure>& failed) {
+    std::sort(failed.begin(), failed.end(),
+              [](const auto& a, const auto& b) { return a.index < b.index; });
   }
 
  private:
@@ -293,10 +335,6 @@ class BatchRunner {
   Error AbortError() {
     std::lock_guard<std::mutex> lock(mu_);
     return abort_error_;
-  }
-  static void FailAll(const std::vector<std::size_t>& pending, const Error& error,
-                      std::vector<BatchEntryFailure>& failed) {
-    for (std::size_t index : pending) failed.push_back({index, !error.IsRetryable(), error});
   }
 
   AwsClient& client_;
@@ -377,6 +415,17 @@ Result<SqsMessage> ParseMessage(const json& m) {
     for (const auto& [name, value] : it->items()) message.attributes[name] = StringOrDump(value);
   }
   return message;
+}
+
+// The body of one SendMessageBatch round: entries[pending[k]] as entry "k".
+bool EncodeSendBatch(const std::string& queue_url, std::span<const SendEntry> entries,
+                     const std::vector<std::size_t>& pending, std::string& out) {
+  std::size_t bytes = 64 + queue_url.size();
+  for (std::size_t index : pending) bytes += entries[index].body.size() + 48;
+  out.reserve(bytes);
+  return AppendBatch(out, queue_url, pending.size(), [&](std::string& o, std::size_t k) {
+    return AppendSendEntry(o, k, entries[pending[k]]);
+  });
 }
 
 // The Delete/ChangeMessageVisibility batches: fixed batches of up to 10 entries whose successes
@@ -576,12 +625,7 @@ Result<SendMessageBatchResult> SqsClient::SendMessageBatch(const std::string& qu
     runner.Run(
         std::move(indices),
         [&](const std::vector<std::size_t>& pending, std::string& out) {
-          std::size_t bytes = 64 + queue_url.size();
-          for (std::size_t index : pending) bytes += entries[index].body.size() + 48;
-          out.reserve(bytes);
-          return AppendBatch(out, queue_url, pending.size(), [&](std::string& o, std::size_t k) {
-            return AppendSendEntry(o, k, entries[pending[k]]);
-          });
+          return EncodeSendBatch(queue_url, entries, pending, out);
         },
         [&](std::size_t index, BatchEntryOutcome& entry) {
           result.message_ids[index] = std::move(entry.message_id);
@@ -589,6 +633,90 @@ Result<SendMessageBatchResult> SqsClient::SendMessageBatch(const std::string& qu
   });
   result.failed = runner.TakeFailures();
   return result;
+}
+
+void Sqs::StartSendMessageBatch(AwsMulti& multi, const std::string& queue_url,
+                                std::vector<SendEntry> entries, SendDone done) {
+  multi.Offload(
+      [this, queue_url, entries = std::move(entries)] { return SendMessageBatch(queue_url, entries); },
+      std::move(done));
+}
+
+namespace {
+
+// One SendMessageBatch call on an AwsMulti, round after round (BatchRounds).
+struct SendBatchCall : std::enable_shared_from_this<SendBatchCall> {
+  SendBatchCall(AwsMulti& multi, AwsClient& client, std::string queue_url,
+                std::vector<SendEntry> entries, Sqs::SendDone done, int max_retries)
+      : multi(multi),
+        client(client),
+        queue_url(std::move(queue_url)),
+        entries(std::move(entries)),
+        rounds("SendMessageBatch", max_retries, AllIndices(this->entries.size())),
+        done(std::move(done)) {
+    result.message_ids.resize(this->entries.size());
+  }
+
+  static std::vector<std::size_t> AllIndices(std::size_t n) {
+    std::vector<std::size_t> indices(n);
+    for (std::size_t i = 0; i < n; ++i) indices[i] = i;
+    return indices;
+  }
+
+  void Round() {
+    std::string body;
+    if (!rounds.Encode(
+            [&](const std::vector<std::size_t>& pending, std::string& out) {
+              return EncodeSendBatch(queue_url, entries, pending, out);
+            },
+            body)) {
+      Finish();
+      return;
+    }
+    multi.Start(client, JsonRequest(kTargetPrefix, "SendMessageBatch", std::move(body)),
+                [self = shared_from_this()](Result<HttpResponse> response) {
+                  self->Answered(response);
+                });
+  }
+
+  void Answered(const Result<HttpResponse>& response) {
+    const bool again = rounds.Take(response, [&](std::size_t index, BatchEntryOutcome& entry) {
+      result.message_ids[index] = std::move(entry.message_id);
+    });
+    if (!again) {
+      Finish();
+      return;
+    }
+    multi.After(client.context().retry().Backoff(rounds.round()),
+                [self = shared_from_this()] { self->Round(); });
+  }
+
+  void Finish() {
+    result.failed = std::move(rounds.failed());
+    BatchRunner::SortByIndex(result.failed);
+    done(std::move(result));
+  }
+
+  AwsMulti& multi;
+  AwsClient& client;
+  std::string queue_url;
+  std::vector<SendEntry> entries;
+  BatchRounds rounds;
+  SendMessageBatchResult result;
+  Sqs::SendDone done;
+};
+
+}  // namespace
+
+void SqsClient::StartSendMessageBatch(AwsMulti& multi, const std::string& queue_url,
+                                      std::vector<SendEntry> entries, SendDone done) {
+  if (SplitSendBatches(entries, options_.max_batch_payload_bytes).size() > 1) {
+    Sqs::StartSendMessageBatch(multi, queue_url, std::move(entries), std::move(done));
+    return;
+  }
+  auto call = std::make_shared<SendBatchCall>(multi, *client_, queue_url, std::move(entries),
+                                              std::move(done), options_.max_entry_retries);
+  call->Round();
 }
 
 Result<std::vector<SqsMessage>> SqsClient::ReceiveMessage(const std::string& queue_url,

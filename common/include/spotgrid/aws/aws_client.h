@@ -122,6 +122,36 @@ class AwsClient {
   // for JSON `__type`/`message` or XML `Code`/`Message`/`RequestId`).
   Result<HttpResponse> Send(const AwsRequest& request);
 
+  // One call across its attempts: what Send() loops over, and what AwsMulti drives without a
+  // thread of its own. Attempt() gives the next attempt's signed HTTP request (an error ends
+  // the call: no credentials, the deadline passed); Judge() takes that attempt's outcome and
+  // says whether the call has ended, and with what, or after how long to try again. The
+  // deadline is the one in scope (ScopedDeadline) on the thread that made the Call.
+  class Call {
+   public:
+    Call(AwsClient& client, const AwsRequest& request);  // `request` outlives the Call
+    Result<HttpRequest> Attempt();
+    struct Verdict {
+      std::optional<Result<HttpResponse>> result;  // the call ended with this
+      std::chrono::milliseconds retry_after{0};    // else: the next attempt, after this
+      bool at_once = false;                        // ... or at once (a clock-skew retry)
+    };
+    Verdict Judge(Result<HttpResponse> outcome);
+    // An error naming this call's service and operation.
+    Error Named(Error error) const;
+    const AwsRequest& request() const { return request_; }
+
+   private:
+    AwsClient& client_;
+    const AwsRequest& request_;
+    std::string wire_path_, query_, full_url_, authority_, payload_hash_;
+    std::optional<Error> setup_error_;
+    int attempt_ = 0;
+    int last_retry_cost_ = 0;
+    bool skew_retry_done_ = false;
+    std::optional<Clock::MonoTime> deadline_;
+  };
+
   const ServiceInfo& service() const { return service_; }
   const Endpoint& endpoint() const { return endpoint_; }
   AwsContext& context() { return *context_; }

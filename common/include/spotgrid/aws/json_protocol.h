@@ -32,6 +32,11 @@ Result<nlohmann::json> CallJsonEncoded(
     std::chrono::milliseconds timeout = std::chrono::milliseconds(0),
     const StopSource* stop = nullptr);
 
+// The AwsRequest of a JSON 1.0 call with an encoded body (what SendJsonEncoded sends; callers
+// of AwsMulti start it themselves).
+AwsRequest JsonRequest(std::string_view target_prefix, std::string_view operation,
+                       std::string body);
+
 // CallJsonEncoded without the parse, for callers that read the answer with their own SAX
 // handler (a DOM of a large batch answer costs more than the call): the 2xx response, whose
 // body is "" or JSON text still to be checked.
@@ -39,6 +44,11 @@ Result<HttpResponse> SendJsonEncoded(
     AwsClient& client, std::string_view target_prefix, std::string_view operation, std::string body,
     std::chrono::milliseconds timeout = std::chrono::milliseconds(0),
     const StopSource* stop = nullptr);
+
+// What CallJsonEncoded makes of a response: its JSON object ({} for an empty body), or the
+// call's error, or a MalformedResponseError when the body is not a JSON object.
+Result<nlohmann::json> JsonResult(const ServiceInfo& service, std::string_view operation,
+                                  const Result<HttpResponse>& response);
 
 // The MalformedResponseError CallJsonEncoded returns for a 2xx body that is not a JSON object.
 Error NotJsonObjectError(const ServiceInfo& service, std::string_view operation,

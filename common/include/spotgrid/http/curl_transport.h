@@ -80,6 +80,9 @@ class CurlTransport final : public HttpTransport {
   CurlTransport& operator=(const CurlTransport&) = delete;
 
   Result<HttpResponse> Send(const HttpRequest& request) override;
+  // Exchanges on one multi handle of their own (its own keep-alive connections); the DNS and
+  // TLS-session caches are the transport's.
+  std::unique_ptr<HttpMulti> NewMulti() override;
 
   // Counters for diagnostics and tests (connection reuse is visible as
   // connections_opened < requests).
@@ -89,8 +92,9 @@ class CurlTransport final : public HttpTransport {
   };
   Stats stats() const;
 
+  struct Impl;  // defined in curl_transport.cc, also used by its HttpMulti
+
  private:
-  struct Impl;
   std::unique_ptr<Impl> impl_;
 };
 

@@ -11,6 +11,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -64,6 +65,30 @@ struct HttpResponse {
   }
 };
 
+// Exchanges driven together on the calling thread: the caller Start()s several and Poll()s for
+// those that ended, so a window of requests is in flight without a thread per request (a
+// thread blocked on each exchange costs a wake-up and two context switches per exchange,
+// most of a small request's client CPU). An exchange ends exactly as Send() would end it.
+//
+// Thread-safety: one thread uses an HttpMulti; only Wake() may be called from others.
+class HttpMulti {
+ public:
+  virtual ~HttpMulti() = default;
+  // Begins `request`; its outcome comes back from a later Poll() under `tag`.
+  virtual void Start(std::uint64_t tag, HttpRequest request) = 0;
+  struct Ended {
+    std::uint64_t tag;
+    Result<HttpResponse> result;
+  };
+  // Drives the exchanges until at least one has ended, Wake() was called or `wait` passed, and
+  // returns the ended ones (none after a wake-up or a timeout).
+  virtual std::vector<Ended> Poll(std::chrono::milliseconds wait) = 0;
+  // Exchanges started whose end Poll() has not returned yet.
+  virtual std::size_t active() const = 0;
+  // Makes a waiting (or the next) Poll() return at once.
+  virtual void Wake() = 0;
+};
+
 class HttpTransport {
  public:
   virtual ~HttpTransport() = default;
@@ -71,6 +96,9 @@ class HttpTransport {
   // kClient (TLS verification, malformed URL), code "ConnectionFailed" | "Timeout" |
   // "TlsError" | ...}. The Error's service/operation are left empty for the caller to fill.
   virtual Result<HttpResponse> Send(const HttpRequest& request) = 0;
+  // A multi of this transport. The default one performs each exchange inside Start() with
+  // Send(): right for in-memory fakes, where an exchange costs nothing to wait for.
+  virtual std::unique_ptr<HttpMulti> NewMulti();
 };
 
 }  // namespace spotgrid

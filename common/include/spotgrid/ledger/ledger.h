@@ -13,6 +13,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -22,6 +23,7 @@
 
 namespace spotgrid {
 
+class AwsMulti;
 class DynamoDb;
 
 struct PutUnitsProgress {
@@ -88,6 +90,11 @@ class Ledger : public UnitLeases {
   // items retried). Only for units that do not exist yet: BatchWriteItem overwrites.
   virtual Status PutNewUnits(const std::string& job, const std::vector<UnitSpec>& units,
                              const std::function<void(std::int64_t written)>& on_progress) = 0;
+  // PutNewUnits of one BatchWriteItem's worth (at most 25 units, which outlive the call) as a
+  // call of `multi`, for a writer that keeps many in flight on one thread; `done` runs there.
+  virtual void StartPutNewUnits(AwsMulti& multi, const std::string& job,
+                                std::span<const UnitSpec> units,
+                                std::function<void(Status)> done) = 0;
   // Replaces a unit's rows while it is QUEUED, FAILED or CANCELLED (enqueue --replace);
   // a RUNNING or SUCCEEDED unit is refused (condition failure).
   virtual Status ReplaceUnit(const std::string& job, const UnitSpec& unit) = 0;

@@ -35,6 +35,8 @@
 
 namespace spotgrid {
 
+class AwsMulti;
+
 // Building and reading AttributeValues. The readers return nullopt when the attribute is
 // absent or of another type.
 namespace ddb {
@@ -201,6 +203,12 @@ class DynamoDb {
   // WriteRequests. This default parses the items and calls BatchWriteItem.
   virtual BatchWriteResult BatchPutEncoded(const std::string& table,
                                            std::span<const std::string> items);
+  // BatchPutEncoded as a call of `multi`, for a caller that keeps many in flight on one
+  // thread; `done` runs on that thread. This default runs BatchPutEncoded on a thread of its
+  // own (AwsMulti::Offload), which is all a test double needs.
+  using PutDone = std::function<void(BatchWriteResult)>;
+  virtual void StartBatchPutEncoded(AwsMulti& multi, const std::string& table,
+                                    std::vector<std::string> items, PutDone done);
 
   virtual Status Query(const QueryRequest& request, const PageCallback& on_page) = 0;
   virtual Result<std::vector<nlohmann::json>> QueryAll(const QueryRequest& request) = 0;
@@ -250,6 +258,10 @@ class DynamoDbClient final : public DynamoDb {
   // Writes the encoded items straight into the request bodies.
   BatchWriteResult BatchPutEncoded(const std::string& table,
                                    std::span<const std::string> items) override;
+  // One BatchWriteItem call (with its rounds for unprocessed items) on `multi`, without a
+  // thread, for up to 25 items; more go through the default.
+  void StartBatchPutEncoded(AwsMulti& multi, const std::string& table,
+                            std::vector<std::string> items, PutDone done) override;
   Status Query(const QueryRequest& request, const PageCallback& on_page) override;
   Result<std::vector<nlohmann::json>> QueryAll(const QueryRequest& request) override;
   Status Scan(const ScanRequest& request, const PageCallback& on_page) override;

@@ -16,6 +16,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <functional>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -29,6 +30,8 @@
 #include "spotgrid/core/status.h"
 
 namespace spotgrid {
+
+class AwsMulti;
 
 // Where SQS moves a message after it was received `max_receive_count` times without being
 // deleted. Sent as the queue attribute "RedrivePolicy", a JSON document encoded as a string.
@@ -126,6 +129,12 @@ class Sqs {
   // is not valid UTF-8. The Result is reserved for problems of the call as a whole.
   virtual Result<SendMessageBatchResult> SendMessageBatch(const std::string& queue_url,
                                                           std::span<const SendEntry> entries) = 0;
+  // SendMessageBatch as a call of `multi`, for a caller that keeps many in flight on one
+  // thread; `done` runs on that thread. Not pure: this default runs SendMessageBatch on a
+  // thread of its own (AwsMulti::Offload), which is all a test double needs.
+  using SendDone = std::function<void(Result<SendMessageBatchResult>)>;
+  virtual void StartSendMessageBatch(AwsMulti& multi, const std::string& queue_url,
+                                     std::vector<SendEntry> entries, SendDone done);
   // An empty vector when no message arrived within the wait.
   virtual Result<std::vector<SqsMessage>> ReceiveMessage(const std::string& queue_url,
                                                          const ReceiveRequest& request) = 0;
@@ -171,6 +180,10 @@ class SqsClient final : public Sqs {
   Status DeleteQueue(const std::string& queue_url) override;
   Result<SendMessageBatchResult> SendMessageBatch(const std::string& queue_url,
                                                   std::span<const SendEntry> entries) override;
+  // One SendMessageBatch call (and its entry-level retries) on `multi`, without a thread, for
+  // up to 10 entries within the payload limit; more go through the default.
+  void StartSendMessageBatch(AwsMulti& multi, const std::string& queue_url,
+                             std::vector<SendEntry> entries, SendDone done) override;
   Result<std::vector<SqsMessage>> ReceiveMessage(const std::string& queue_url,
                                                  const ReceiveRequest& request) override;
   Status DeleteMessage(const std::string& queue_url, const std::string& receipt_handle) override;
