@@ -522,14 +522,19 @@ Result<std::unique_ptr<UnitProcess>> UnitProcess::Start(const ProcessSpec& spec)
 }
 
 bool IsReservedEnvName(std::string_view name) {
+  // The list and its reasons: unit_process.h.
   static const std::set<std::string_view, std::less<>> kExact = {
-      "PATH",           "IFS",       "HOME",     "USER",
-      "LOGNAME",        "SHELL",     "ENV",      "BASH_ENV",
-      "CDPATH",         "PS4",       "PWD",      "OLDPWD",
-      "TMPDIR",         "LANG",      "LANGUAGE", "GCONV_PATH",
-      "GLIBC_TUNABLES", "SHELLOPTS", "BASHOPTS"};
+      "PATH", "IFS", "HOME", "USER", "LOGNAME", "SHELL", "ENV", "BASH_ENV", "CDPATH", "PS4",
+      "PROMPT_COMMAND", "PWD", "OLDPWD", "TMPDIR", "LANG", "LANGUAGE", "NLSPATH", "GCONV_PATH",
+      "GLIBC_TUNABLES", "HOSTALIASES", "LOCALDOMAIN", "RES_OPTIONS", "SHELLOPTS", "BASHOPTS",
+      "PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONINSPECT", "PYTHONBREAKPOINT",
+      "PYTHONUSERBASE", "PYTHONPLATLIBDIR", "NODE_OPTIONS", "NODE_PATH", "PERL5LIB", "PERLLIB",
+      "PERL5OPT", "PERL5DB", "RUBYOPT", "RUBYLIB", "JAVA_TOOL_OPTIONS", "_JAVA_OPTIONS",
+      "JDK_JAVA_OPTIONS", "CLASSPATH", "R_PROFILE", "R_PROFILE_USER", "R_ENVIRON",
+      "R_ENVIRON_USER", "R_LIBS", "R_LIBS_USER", "JULIA_LOAD_PATH", "JULIA_DEPOT_PATH",
+      "LUA_INIT", "LUA_PATH", "LUA_CPATH", "TCLLIBPATH"};
   if (kExact.count(name) != 0) return true;
-  for (std::string_view prefix : {"LD_", "LC_", "SPOTGRID_"}) {
+  for (std::string_view prefix : {"LD_", "LC_", "SPOTGRID_", "BASH_FUNC_", "MALLOC_"}) {
     if (name.substr(0, prefix.size()) == prefix) return true;
   }
   return false;

@@ -103,14 +103,21 @@ class UnitProcess {
 // Environment variable names a grid column may not set, because they would change how the
 // command runs rather than what it computes; such a column reaches the command as
 // SPOTGRID_PARAM_<NAME> instead. Names that are not valid shell variable names
-// ([A-Za-z_][A-Za-z0-9_]*) are dropped. Reserved (exact, case-sensitive):
+// ([A-Za-z_][A-Za-z0-9_]*) are dropped. Reserved (case-sensitive):
 //   the base environment and the shell's own: PATH HOME USER LOGNAME SHELL PWD OLDPWD TMPDIR
-//     IFS ENV BASH_ENV CDPATH PS4 SHELLOPTS BASHOPTS
-//   locale: LANG LANGUAGE LC_*
-//   the dynamic loader and libc: LD_* GCONV_PATH GLIBC_TUNABLES
+//     IFS ENV BASH_ENV CDPATH PS4 PROMPT_COMMAND SHELLOPTS BASHOPTS BASH_FUNC_*
+//   locale: LANG LANGUAGE LC_* NLSPATH
+//   the dynamic loader, libc and the resolver: LD_* GCONV_PATH GLIBC_TUNABLES MALLOC_*
+//     HOSTALIASES LOCALDOMAIN RES_OPTIONS
+//   what interpreters load or run as they start: PYTHONPATH PYTHONHOME PYTHONSTARTUP
+//     PYTHONINSPECT PYTHONBREAKPOINT PYTHONUSERBASE PYTHONPLATLIBDIR NODE_OPTIONS NODE_PATH
+//     PERL5LIB PERLLIB PERL5OPT PERL5DB RUBYOPT RUBYLIB JAVA_TOOL_OPTIONS _JAVA_OPTIONS
+//     JDK_JAVA_OPTIONS CLASSPATH R_PROFILE R_PROFILE_USER R_ENVIRON R_ENVIRON_USER R_LIBS
+//     R_LIBS_USER JULIA_LOAD_PATH JULIA_DEPOT_PATH LUA_INIT LUA_PATH LUA_CPATH TCLLIBPATH
 //   the agent's own: SPOTGRID_*
-// Interpreter paths (PYTHONPATH, PERL5LIB, NODE_OPTIONS, ...) are not reserved: they change
-// what the user's own code imports, which a grid may vary on purpose, and the agent sets none.
+// A unit that wants one of these set from the grid reads SPOTGRID_PARAM_<NAME> and sets it
+// itself (`PYTHONPATH="$SPOTGRID_PARAM_PYTHONPATH" python3 ...`): a deliberate act, not a
+// column that happens to share the name.
 bool IsReservedEnvName(std::string_view name);
 
 // The environment of a unit's command: a minimal base (PATH=/usr/local/bin:/usr/bin:/bin,

@@ -4,10 +4,12 @@
 #include <array>
 #include <cstdint>
 #include <cstdio>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <utility>
 
+#include "shell_context.h"
 #include "spotgrid/aws/sigv4.h"
 
 namespace spotgrid {
@@ -349,7 +351,8 @@ class CsvReader {
 // A parsed --command template: literal text and placeholders, in order.
 struct TemplatePart {
   std::string literal;
-  int column = -1;  // >= 0: a placeholder for this column
+  int column = -1;  // >= 0: a placeholder for this column, written for `context`
+  ShellContext context = ShellContext::kBare;
 };
 
 Result<std::vector<TemplatePart>> ParseTemplate(std::string_view text,
@@ -361,6 +364,7 @@ Result<std::vector<TemplatePart>> ParseTemplate(std::string_view text,
                                std::to_string(CharacterColumn(text, 0, at)) + ": " + reason);
   };
   std::vector<TemplatePart> parts(1);
+  ShellLexer lexer;  // fed each literal as a placeholder follows it
   for (size_t i = 0; i < text.size();) {
     const char c = text[i];
     if (c == '{' && i + 1 < text.size() && text[i + 1] == '{') {
@@ -390,7 +394,16 @@ Result<std::vector<TemplatePart>> ParseTemplate(std::string_view text,
                            "}: the grid has no such column (columns: " + columns +
                            "); write {{ and }} for literal braces");
       }
+      lexer.Feed(parts.back().literal);
+      std::string why_not;
+      std::optional<ShellContext> context = lexer.Context(&why_not);
+      if (!context) {
+        return fail(i, "placeholder {" + std::string(name) +
+                           "} cannot be quoted where it stands: " + why_not);
+      }
+      lexer.AfterPlaceholder();
       parts.back().column = column;
+      parts.back().context = *context;
       parts.emplace_back();
       i = close + 1;
     } else {
@@ -398,25 +411,14 @@ Result<std::vector<TemplatePart>> ParseTemplate(std::string_view text,
       ++i;
     }
   }
+  lexer.Feed(parts.back().literal);
+  if (std::string problem = lexer.EndProblem(); !problem.empty()) {
+    return fail(text.size(), "the command is not complete shell: " + problem);
+  }
   if (parts.size() == 1 && IsBlank(parts[0].literal)) {
     return fail(0, "the template is blank: it would run an empty command");
   }
   return parts;
-}
-
-void AppendShellQuoted(std::string_view value, std::string* out) {
-  *out += '\'';
-  for (size_t start = 0;;) {
-    const size_t quote = value.find('\'', start);
-    if (quote == std::string_view::npos) {
-      out->append(value.substr(start));
-      break;
-    }
-    out->append(value.substr(start, quote - start));
-    *out += "'\\''";  // close the quoted string, an escaped quote, reopen
-    start = quote + 1;
-  }
-  *out += '\'';
 }
 
 bool IsSafeId(std::string_view id) {
@@ -522,12 +524,12 @@ Result<std::vector<UnitSpec>> BuildUnits(const CsvTable& table, const GridOption
     if (use_template) {
       size_t size = 0;
       for (const TemplatePart& part : parts) {
-        size += part.literal.size() + (part.column >= 0 ? fields[part.column].size() + 2 : 0);
+        size += part.literal.size() + (part.column >= 0 ? fields[part.column].size() + 4 : 0);
       }
       row.command.reserve(size + size / 8);
       for (const TemplatePart& part : parts) {
         row.command += part.literal;
-        if (part.column >= 0) AppendShellQuoted(fields[part.column], &row.command);
+        if (part.column >= 0) AppendForShell(part.context, fields[part.column], &row.command);
       }
     } else {
       row.command = fields[command_column];
@@ -582,7 +584,7 @@ Result<std::vector<UnitSpec>> BuildUnits(const CsvTable& table, const GridOption
 std::string ShellQuote(std::string_view value) {
   std::string out;
   out.reserve(value.size() + 2);
-  AppendShellQuoted(value, &out);
+  AppendForShell(ShellContext::kBare, value, &out);
   return out;
 }
 

@@ -15,8 +15,10 @@
 //
 // Units (BuildUnits):
 // - Command: with a template (--command), {column} placeholders are replaced by the row's
-//   value shell-quoted (ShellQuote), so a value can never be executed as shell syntax; {{ and
-//   }} are literal braces; a lone } is an error. A `command` column is then an ordinary
+//   value quoted for where the placeholder stands (bare, '...' or "...": shell_context.h), so
+//   the command sees exactly the value and never runs it as shell syntax; a placeholder where
+//   no quoting is safe ($(...), `...`, comments, ...) rejects the template; {{ and }} are
+//   literal braces; a lone } is an error. A `command` column is then an ordinary
 //   parameter (and may be used as {command}). Without a template the `command` column is the
 //   command, verbatim, and is not a parameter. A blank command is an error.
 // - Parameters: every column except the `command` column used as the command, in column

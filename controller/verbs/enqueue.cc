@@ -468,7 +468,6 @@ int RunEnqueue(const Args& args, Controller& controller) {
     std::int64_t written = 0;     // units in those slices
     std::int64_t total = 0;       // units written, prefix or not (the progress bar's)
     std::optional<Error> error;   // no new write after the first failure
-    bool over() const { return in_flight == 0 && (error || next == done.size()); }
   } writes;
   writes.done.assign(slices.size(), 0);
   struct Sends {

@@ -99,6 +99,8 @@ class FaultyDynamoDb final : public DynamoDb {
     rules_.clear();
   }
   int faults() const { return faults_; }
+  // Items the ledger read through Query (pages of the by_state index, counts included).
+  int items_queried() const { return items_queried_; }
   // Runs `action` once, just before the next write of `step` goes out.
   void Before(Step step, std::function<void()> action) {
     std::lock_guard<std::mutex> lock(mu_);
@@ -166,7 +168,10 @@ class FaultyDynamoDb final : public DynamoDb {
     return inner_->BatchWriteItem(table, requests);
   }
   Status Query(const QueryRequest& request, const PageCallback& on_page) override {
-    return inner_->Query(request, on_page);
+    return inner_->Query(request, [&](Page& page) {
+      items_queried_ += static_cast<int>(page.items.size());
+      return on_page(page);
+    });
   }
   Result<std::vector<json>> QueryAll(const QueryRequest& request) override {
     return inner_->QueryAll(request);
@@ -207,6 +212,7 @@ class FaultyDynamoDb final : public DynamoDb {
   std::vector<Rule> rules_;
   std::vector<std::pair<Step, std::function<void()>>> before_;
   std::atomic<int> faults_{0};
+  std::atomic<int> items_queried_{0};
 };
 
 constexpr auto kTableTimeout = std::chrono::seconds(30);
@@ -573,6 +579,20 @@ TEST_F(CountedTransitionTest, CheckCountsIsFreeWhileManyUnitsAreQueuedAndSomeRun
   auto check = ledger_->CheckCounts("j", seen);
   ASSERT_TRUE(check.ok());
   EXPECT_FALSE(check->looked);
+}
+
+// A large job waiting for workers (nothing runs) is checked on every progress: that must cost
+// one key, not a count of its units.
+TEST_F(CountedTransitionTest, CheckCountsOfALargeJobWaitingForWorkersReadsOneKey) {
+  MakeJob(1200);
+  JobCounts seen = Counts();
+  ASSERT_EQ(seen.running, 0);
+  const int before = db_->items_queried();
+  auto check = ledger_->CheckCounts("j", seen);
+  ASSERT_TRUE(check.ok()) << check.error().ToString();
+  EXPECT_TRUE(check->looked);
+  EXPECT_FALSE(check->repaired);
+  EXPECT_LE(db_->items_queried() - before, 1);
 }
 
 TEST_F(CountedTransitionTest, RecountDoesNotOverwriteATransitionThatLandedWhileItRead) {

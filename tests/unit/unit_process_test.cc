@@ -577,10 +577,15 @@ TEST(UnitEnvironmentTest, ReservedNamesAreRecognised) {
                            "LC_ALL",        "LC_NUMERIC",
                            "LD_PRELOAD",    "LD_LIBRARY_PATH",
                            "SPOTGRID_JOB",  "SPOTGRID_PARAM_X",
-                           "GLIBC_TUNABLES"}) {
+                           "GLIBC_TUNABLES", "PYTHONPATH",
+                           "PYTHONSTARTUP", "PYTHONHOME",
+                           "NODE_OPTIONS",  "PERL5LIB",
+                           "PERL5OPT",      "RUBYOPT",
+                           "JAVA_TOOL_OPTIONS", "BASH_FUNC_ls%%",
+                           "MALLOC_ARENA_MAX"}) {
     EXPECT_TRUE(IsReservedEnvName(name)) << name;
   }
-  for (const char* name : {"path", "Path", "ALPHA", "LEARNING_RATE", "PYTHONPATH", "LDX",
+  for (const char* name : {"path", "Path", "ALPHA", "LEARNING_RATE", "PYTHONHASHSEED", "LDX",
                            "SPOTGRIDX", "HOMEDIR", "seed"}) {
     EXPECT_FALSE(IsReservedEnvName(name)) << name;
   }
@@ -593,6 +598,8 @@ TEST(UnitEnvironmentTest, ParamsWithReservedNamesAreRemappedAndInvalidNamesDropp
        {"LD_PRELOAD", "/evil.so"},
        {"SPOTGRID_JOB", "forged"},
        {"LC_ALL", "xx"},
+       {"PYTHONPATH", "/evil/py"},
+       {"NODE_OPTIONS", "--require /evil.js"},
        {"alpha", "1"},
        {"_under_score9", "2"},
        {"bad-name", "3"},
@@ -618,6 +625,8 @@ TEST(UnitEnvironmentTest, ParamsWithReservedNamesAreRemappedAndInvalidNamesDropp
       {"SPOTGRID_PARAM_LD_PRELOAD", "/evil.so"},
       {"SPOTGRID_PARAM_SPOTGRID_JOB", "forged"},
       {"SPOTGRID_PARAM_LC_ALL", "xx"},
+      {"SPOTGRID_PARAM_PYTHONPATH", "/evil/py"},
+      {"SPOTGRID_PARAM_NODE_OPTIONS", "--require /evil.js"},
       {"alpha", "1"},
       {"_under_score9", "2"},
   };

@@ -27,7 +27,9 @@ constexpr std::size_t kUnitsPerProgressStep = 1000;
 // RecountJob's tries when transitions keep changing the job while it reads the units.
 constexpr int kRecountRounds = 5;
 // CheckCounts compares the stored counters with the by_state index while at most this many
-// units are queued (one page of keys), or whenever nothing runs.
+// units are queued (one page of keys); with more queued and nothing running it only makes
+// sure that some unit really is queued (one key), so a large job waiting for workers costs
+// one small read per progress, not a count of every unit.
 constexpr std::int64_t kQueuedCheckLimit = 1000;
 
 // A job or unit the ledger does not hold.
@@ -454,15 +456,18 @@ class DynamoLedger final : public Ledger {
                                 seen.total;
     // A drift shows when the job nears its end: few units queued (or none, so a job never
     // reads as done while a unit is still queued), or nothing running while units are queued.
-    const bool worth_a_look = seen.queued <= kQueuedCheckLimit || seen.running == 0;
-    if (!impossible && !worth_a_look) return check;
+    const bool near_the_end = seen.queued <= kQueuedCheckLimit;
+    const bool waiting = seen.running == 0;
+    if (!impossible && !near_the_end && !waiting) return check;
     if (!impossible) {
       // The by_state index is eventually consistent: a match is good enough, a mismatch is
       // only a reason to read the units themselves.
-      auto queued = CountPartition(codec::StatePk(job, UnitState::kQueued), std::nullopt);
+      const std::optional<std::int64_t> at_most =
+          near_the_end ? std::nullopt : std::optional<std::int64_t>(1);
+      auto queued = CountPartition(codec::StatePk(job, UnitState::kQueued), std::nullopt, at_most);
       if (!queued.ok()) return queued.error();
       check.looked = true;
-      if (*queued == seen.queued) return check;
+      if (near_the_end ? *queued == seen.queued : *queued > 0) return check;
     }
     check.looked = true;
     auto snapshot = ReadJobForRecount(job);
@@ -958,8 +963,10 @@ class DynamoLedger final : public Ledger {
 
   // Items in a by_state partition (with gsi1sk >= since when given). Only keys
   // travel.
+  // Keys in a by_state partition (from `since`); with `at_most`, counting stops there.
   Result<std::int64_t> CountPartition(const std::string& partition,
-                                      const std::optional<std::string>& since) {
+                                      const std::optional<std::string>& since,
+                                      std::optional<std::int64_t> at_most = std::nullopt) {
     QueryRequest request;
     request.table = options_.table;
     request.index_name = std::string(codec::kByStateIndex);
@@ -970,10 +977,11 @@ class DynamoLedger final : public Ledger {
       request.values[":s"] = ddb::S(*since);
     }
     request.projection_expression = "gsi1sk";
+    if (at_most) request.limit = static_cast<int>(*at_most);
     std::int64_t count = 0;
     Status status = db_->Query(request, [&](Page& page) {
       count += static_cast<std::int64_t>(page.items.size());
-      return true;
+      return !at_most || count < *at_most;
     });
     if (!status.ok()) return status.error();
     return count;
