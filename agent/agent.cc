@@ -46,8 +46,10 @@ constexpr seconds kReceiveBackoffFirst{1}, kReceiveBackoffCap{30};
 // How often a lifecycle action is heartbeated while its drain runs: well inside the shortest
 // heartbeat timeout a hook can have (30 s).
 constexpr seconds kLifecycleHeartbeat{30};
-// A message operation (delete, set aside) is worth this long at most: a lost one costs only a
-// redelivery that finds the unit held or finished.
+// A message operation (the job read and the claim a message leads to, delete, set aside) is
+// worth this long at most: a lost one costs only a redelivery that finds the unit held,
+// finished or (a claim that landed unseen) lapsed and swept. It also bounds how long a drain
+// that begins during the call waits for it.
 constexpr seconds kMessageCallDeadline{10};
 // After D, the exit's own writes (intents, the worker item, the lifecycle answer) may take
 // this long; the rest of the exit margin (5 s) is the process's to end.
@@ -322,6 +324,7 @@ struct Agent::Impl {
 
   Result<std::optional<JobSpec>> Job(const std::string& id) {
     if (auto it = jobs.find(id); it != jobs.end()) return std::optional<JobSpec>(it->second);
+    ScopedDeadline deadline(CallBound(kMessageCallDeadline));
     auto job = deps.ledger->GetJob(id);
     if (!job.ok()) return job.error();
     if (!*job) return std::optional<JobSpec>();
@@ -403,7 +406,9 @@ struct Agent::Impl {
       ClaimRequest request{job_id, unit_id, Owner(slot), config.lease};
       const Clock::MonoTime claim_sent = clock().Monotonic();
       step_started_ns = claim_sent.time_since_epoch().count();
+      std::optional<ScopedDeadline> claim_deadline(std::in_place, CallBound(kMessageCallDeadline));
       auto claim = deps.ledger->ClaimUnit(request);
+      claim_deadline.reset();
       step_started_ns = 0;
       const bool give_up = RecordTry("ClaimUnit", claim.ok() ? Status::Ok() : claim.error());
       if (!claim.ok()) {

@@ -1,8 +1,6 @@
 // controller: the researcher's command line. Everything lives in spotgrid_controller
 // (cli.h, verbs/); main only wires the process environment, the system clock and the
 // standard streams to RunController.
-#include <malloc.h>
-
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -12,10 +10,6 @@
 #include "spotgrid/core/environment.h"
 
 int main(int argc, char** argv) {
-  // Enqueue keeps 64 batch requests in flight on as many threads, and glibc would give each
-  // thread its own malloc arena, faulting in fresh pages for every one of them; a handful of
-  // shared arenas serve short-lived request buffers as well (measured: 8 % less CPU).
-  mallopt(M_ARENA_MAX, 4);
   // The shared logger already writes to stderr at "warn"; --verbose raises it per run.
   spotgrid::Controller controller(spotgrid::Environment::Process(), spotgrid::Clock::System(),
                                   stdout, stderr);

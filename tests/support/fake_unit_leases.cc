@@ -299,11 +299,7 @@ Result<std::vector<JobRecord>> FakeUnitLeases::ListActiveJobs() {
   if (auto error = Enter(Op::kListActiveJobs)) return *error;
   std::vector<JobRecord> active;
   for (const auto& [id, job] : jobs_) {
-    const JobRecord& r = job.record;
-    if (r.enqueue_state != EnqueueState::kDone ||
-        r.succeeded + r.failed + r.cancelled < r.spec.total || !r.inflight.empty()) {
-      active.push_back(r);
-    }
+    if (IsActive(job.record)) active.push_back(job.record);
   }
   return active;
 }

@@ -641,10 +641,7 @@ class DynamoLedger final : public Ledger {
     if (!jobs.ok()) return jobs.error();
     std::vector<JobRecord> active;
     for (JobRecord& job : *jobs) {
-      const bool enqueue_done = job.enqueue_state == EnqueueState::kDone;
-      const bool units_remain = job.succeeded + job.failed + job.cancelled < job.spec.total;
-      // A leftover intent may count a unit as ended before it has moved (sweeper.h).
-      if (!enqueue_done || units_remain || !job.inflight.empty()) active.push_back(std::move(job));
+      if (IsActive(job)) active.push_back(std::move(job));
     }
     return active;
   }

@@ -16,13 +16,6 @@ namespace {
 // midway leaves few units stamped without a message (they wait for resend_after).
 constexpr std::size_t kStampChunk = 100;
 
-bool Active(const JobRecord& job) {
-  // An intent left in the job item counts its unit as ended before the unit has moved: the
-  // job stays active until repair has settled it.
-  return job.enqueue_state != EnqueueState::kDone ||
-         job.succeeded + job.failed + job.cancelled < job.spec.total || !job.inflight.empty();
-}
-
 // No lease at all is as good as a lapsed one: ClaimUnit takes such a unit over too.
 bool Lapsed(const UnitRecord& unit, Clock::WallTime now, std::chrono::seconds grace) {
   return !unit.lease_until || *unit.lease_until < now - grace;
@@ -75,7 +68,7 @@ Result<SweepReport> Sweeper::Sweep(const SweepScope& scope) const {
   if (scope.job) {
     auto job = leases_.GetJob(*scope.job);
     if (!job.ok()) return job.error();
-    if (job->has_value() && Active(**job)) jobs.push_back(std::move(**job));
+    if (job->has_value() && IsActive(**job)) jobs.push_back(std::move(**job));
   } else {
     auto active = leases_.ListActiveJobs();
     if (!active.ok()) return active.error();

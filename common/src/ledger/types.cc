@@ -178,4 +178,9 @@ std::optional<std::pair<std::string, std::string>> DecodeUnitMessage(std::string
   return std::make_pair(std::move(job_id), std::move(unit_id));
 }
 
+bool IsActive(const JobRecord& job) {
+  return job.enqueue_state != EnqueueState::kDone ||
+         job.succeeded + job.failed + job.cancelled < job.spec.total || !job.inflight.empty();
+}
+
 }  // namespace spotgrid

@@ -109,6 +109,11 @@ struct JobRecord {
   std::vector<CountIntent> inflight;
 };
 
+// A job the queue still serves: its enqueue is unfinished, units have not all ended, or an
+// intent left in the job item counts a unit as ended before the unit has moved (repair
+// settles it first). Idle agents stay and the sweeper looks at such jobs only.
+bool IsActive(const JobRecord& job);
+
 struct AttemptRecord {
   std::int64_t n = 0;
   std::string owner;
