@@ -1,6 +1,10 @@
 #include "spotgrid/http/curl_transport.h"
 
 #include <curl/curl.h>
+#include <poll.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <array>
@@ -697,16 +701,31 @@ namespace {
 
 // CurlTransport's HttpMulti: one multi handle (and so one cache of keep-alive connections)
 // for all the exchanges, and easy handles kept for reuse.
+//
+// Driven with libcurl's socket interface: curl tells which sockets to watch (an epoll set)
+// and when its next timer is due, and each wake-up hands curl only the sockets that are
+// ready. (curl_multi_perform would visit every transfer on every wake-up and probe each
+// socket with a poll of its own: with 64 exchanges in flight and one answer per wake-up,
+// that was most of a request's client CPU.) A wait is one poll() over the epoll set, an
+// eventfd for Wake() and the stops' eventfds.
 class CurlMulti final : public HttpMulti {
  public:
-  CurlMulti(CurlTransport::Impl& impl, CURLM* multi) : impl_(impl), multi_(multi) {}
+  CurlMulti(CurlTransport::Impl& impl, CURLM* multi, int epoll_fd, int wake_fd)
+      : impl_(impl), multi_(multi), epoll_fd_(epoll_fd), wake_fd_(wake_fd) {
+    curl_multi_setopt(multi_, CURLMOPT_SOCKETFUNCTION, &CurlMulti::OnSocket);
+    curl_multi_setopt(multi_, CURLMOPT_SOCKETDATA, this);
+    curl_multi_setopt(multi_, CURLMOPT_TIMERFUNCTION, &CurlMulti::OnTimer);
+    curl_multi_setopt(multi_, CURLMOPT_TIMERDATA, this);
+  }
   ~CurlMulti() override {
     for (auto& [easy, active] : active_) {
       curl_multi_remove_handle(multi_, easy);
       curl_easy_cleanup(easy);
     }
     for (CURL* easy : idle_) curl_easy_cleanup(easy);
-    curl_multi_cleanup(multi_);
+    curl_multi_cleanup(multi_);  // may still report sockets to forget: before the fds close
+    ::close(epoll_fd_);
+    ::close(wake_fd_);
   }
 
   void Start(std::uint64_t tag, HttpRequest request) override {
@@ -736,31 +755,47 @@ class CurlMulti final : public HttpMulti {
   }
 
   std::vector<Ended> Poll(std::chrono::milliseconds wait) override {
-    Perform();
-    if (ended_.empty() && !active_.empty()) {
-      // curl's sockets and timers, the stops' eventfds; curl_multi_wakeup() ends it too.
-      std::vector<curl_waitfd> extra;
+    RunDueTimer();
+    if (ended_.empty()) {
+      using Steady = std::chrono::steady_clock;
+      long long wait_ms = std::clamp<long long>(wait.count(), 0, 60000);
+      if (timer_due_) {
+        const auto until = std::chrono::ceil<std::chrono::milliseconds>(*timer_due_ - Steady::now());
+        wait_ms = std::clamp<long long>(until.count(), 0, wait_ms);
+      }
+      std::vector<pollfd> fds = {{epoll_fd_, POLLIN, 0}, {wake_fd_, POLLIN, 0}};
       for (const auto& [easy, active] : active_) {
         const StopSource* stop = active->request.stop;
-        if (stop == nullptr || stop->WakeFd() < 0) continue;
-        curl_waitfd fd{};
-        fd.fd = stop->WakeFd();
-        fd.events = CURL_WAIT_POLLIN;
-        extra.push_back(fd);
+        if (stop != nullptr && stop->WakeFd() >= 0) fds.push_back({stop->WakeFd(), POLLIN, 0});
       }
-      curl_multi_poll(multi_, extra.data(), static_cast<unsigned>(extra.size()),
-                      static_cast<int>(std::clamp<long long>(wait.count(), 0, 60000)), nullptr);
-      Perform();
-    } else if (ended_.empty()) {
-      curl_multi_poll(multi_, nullptr, 0,
-                      static_cast<int>(std::clamp<long long>(wait.count(), 0, 60000)), nullptr);
+      int ready = ::poll(fds.data(), fds.size(), static_cast<int>(wait_ms));
+      if (ready > 0 && (fds[1].revents & POLLIN) != 0) {
+        std::uint64_t count = 0;
+        (void)!::read(wake_fd_, &count, sizeof count);
+      }
+      if (ready > 0 && (fds[0].revents & POLLIN) != 0) {
+        std::array<epoll_event, 64> events;
+        const int n = ::epoll_wait(epoll_fd_, events.data(), static_cast<int>(events.size()), 0);
+        for (int i = 0; i < n; ++i) {
+          int mask = 0;
+          if (events[i].events & (EPOLLIN | EPOLLHUP | EPOLLRDHUP)) mask |= CURL_CSELECT_IN;
+          if (events[i].events & EPOLLOUT) mask |= CURL_CSELECT_OUT;
+          if (events[i].events & EPOLLERR) mask |= CURL_CSELECT_ERR;
+          Act(events[i].data.fd, mask);
+        }
+      }
+      RunDueTimer();
     }
+    EndStopped();
     return std::exchange(ended_, {});
   }
 
   std::size_t active() const override { return active_.size() + ended_.size(); }
 
-  void Wake() override { curl_multi_wakeup(multi_); }
+  void Wake() override {
+    const std::uint64_t one = 1;
+    (void)!::write(wake_fd_, &one, sizeof one);
+  }
 
  private:
   struct Active {
@@ -768,6 +803,49 @@ class CurlMulti final : public HttpMulti {
     HttpRequest request;
     Exchange exchange;
   };
+
+  static int OnSocket(CURL*, curl_socket_t fd, int what, void* userp, void*) {
+    auto* self = static_cast<CurlMulti*>(userp);
+    if (what == CURL_POLL_REMOVE) {
+      ::epoll_ctl(self->epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
+      return 0;
+    }
+    epoll_event event{};
+    event.data.fd = fd;
+    if (what & CURL_POLL_IN) event.events |= EPOLLIN;
+    if (what & CURL_POLL_OUT) event.events |= EPOLLOUT;
+    if (::epoll_ctl(self->epoll_fd_, EPOLL_CTL_MOD, fd, &event) != 0 && errno == ENOENT) {
+      ::epoll_ctl(self->epoll_fd_, EPOLL_CTL_ADD, fd, &event);
+    }
+    return 0;
+  }
+
+  static int OnTimer(CURLM*, long timeout_ms, void* userp) {
+    auto* self = static_cast<CurlMulti*>(userp);
+    if (timeout_ms < 0) {
+      self->timer_due_.reset();
+    } else {
+      self->timer_due_ = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+    }
+    return 0;
+  }
+
+  // Lets curl act on `fd` (or on its timers, CURL_SOCKET_TIMEOUT), then collects what ended.
+  void Act(curl_socket_t fd, int mask) {
+    int running = 0;
+    CURLMcode mc = curl_multi_socket_action(multi_, fd, mask, &running);
+    if (mc != CURLM_OK) multi_error_ = curl_multi_strerror(mc);
+    Collect();
+  }
+
+  // curl's timer, while it is due (acting on it may set it to "now" again).
+  void RunDueTimer() {
+    for (int round = 0; round < 8 && timer_due_ && *timer_due_ <= std::chrono::steady_clock::now();
+         ++round) {
+      timer_due_.reset();
+      Act(CURL_SOCKET_TIMEOUT, 0);
+    }
+  }
 
   CURL* TakeHandle() {
     if (!idle_.empty()) {
@@ -780,9 +858,7 @@ class CurlMulti final : public HttpMulti {
     return h;
   }
 
-  void Perform() {
-    int running = 0;
-    CURLMcode mc = curl_multi_perform(multi_, &running);
+  void Collect() {
     int left = 0;
     while (CURLMsg* msg = curl_multi_info_read(multi_, &left)) {
       if (msg->msg != CURLMSG_DONE) continue;
@@ -796,11 +872,15 @@ class CurlMulti final : public HttpMulti {
       active_.erase(it);
       End(h, *active, outcome);
     }
-    // Stopped exchanges are abandoned (their connections closed); a multi failure ends all.
+  }
+
+  // Stopped exchanges are abandoned (their connections closed); a multi failure ends all.
+  void EndStopped() {
+    const std::string multi_error = std::exchange(multi_error_, "");
     for (auto it = active_.begin(); it != active_.end();) {
       const StopSource* stop = it->second->request.stop;
       const bool stopped = stop != nullptr && stop->Requested();
-      if (!stopped && mc == CURLM_OK) {
+      if (!stopped && multi_error.empty()) {
         ++it;
         continue;
       }
@@ -810,7 +890,7 @@ class CurlMulti final : public HttpMulti {
       curl_multi_remove_handle(multi_, h);
       Outcome outcome;
       outcome.cancelled = stopped;
-      if (!stopped) outcome.multi_error = curl_multi_strerror(mc);
+      if (!stopped) outcome.multi_error = multi_error;
       End(h, *active, outcome);
     }
   }
@@ -823,6 +903,10 @@ class CurlMulti final : public HttpMulti {
 
   CurlTransport::Impl& impl_;
   CURLM* multi_;
+  int epoll_fd_;
+  int wake_fd_;
+  std::optional<std::chrono::steady_clock::time_point> timer_due_;
+  std::string multi_error_;
   std::map<CURL*, std::unique_ptr<Active>> active_;
   std::vector<CURL*> idle_;
   std::vector<Ended> ended_;
@@ -833,11 +917,19 @@ class CurlMulti final : public HttpMulti {
 std::unique_ptr<HttpMulti> CurlTransport::NewMulti() {
   CURLM* multi = curl_multi_init();
   if (multi == nullptr) return HttpTransport::NewMulti();
+  const int epoll_fd = ::epoll_create1(EPOLL_CLOEXEC);
+  const int wake_fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (epoll_fd < 0 || wake_fd < 0) {
+    if (epoll_fd >= 0) ::close(epoll_fd);
+    if (wake_fd >= 0) ::close(wake_fd);
+    curl_multi_cleanup(multi);
+    return HttpTransport::NewMulti();
+  }
   // Idle keep-alive connections kept for the next exchanges: as many as a window of
   // concurrent exchanges uses (libcurl's default would close connections beyond 4x the
   // number of transfers added, which is the same bound).
   curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, impl_->options.max_idle_slots);
-  return std::make_unique<CurlMulti>(*impl_, multi);
+  return std::make_unique<CurlMulti>(*impl_, multi, epoll_fd, wake_fd);
 }
 
 std::shared_ptr<HttpTransport> MakeCurlTransport(CurlTransportOptions options) {
