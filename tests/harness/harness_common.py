@@ -16,6 +16,7 @@ import socketserver
 import sys
 import threading
 import urllib.parse
+import uuid
 
 
 class ThreadingServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
@@ -163,6 +164,24 @@ class QueryHandler(QuietHandler):
             return self._api(tenant, params)
 
     do_GET = do_PUT = do_POST = do_DELETE = _dispatch  # noqa: N815
+
+
+def answer_call(handler, tenant, call, action, produce, content_type, error_body):
+    """Answers one API call of a JSON fake: the first injected failure for `action`, or what
+    `produce()` returns (an ApiError it raises is answered too). An error's code is recorded
+    in `call`; every answer carries a fresh x-amzn-RequestId."""
+    request_id = str(uuid.uuid4())
+    try:
+        failure = tenant.take_failure(action)
+        if failure is not None:
+            raise failure
+        answer = produce()
+    except ApiError as e:
+        call["error"] = e.code
+        return handler.reply(e.status, json.dumps(error_body(e)), content_type, headers={
+            "x-amzn-ErrorType": e.code, "x-amzn-RequestId": request_id})
+    return handler.reply(200, json.dumps(answer), content_type,
+                         headers={"x-amzn-RequestId": request_id})
 
 
 def split_tenant(path, markers):

@@ -117,7 +117,6 @@ class Handler(harness_common.QuietHandler):
             tenant = _tenants.get(name)
             if rest.startswith("/_fake/"):
                 return harness_common.handle_control(self, tenant, rest[len("/_fake/"):], body)
-            request_id = str(uuid.uuid4())
             target = self.headers.get("X-Amz-Target", "")
             if self.command != "POST" or target not in ACTIONS:
                 return self.reply(400, json.dumps({"__type": "UnknownOperationException"}),
@@ -133,21 +132,16 @@ class Handler(harness_common.QuietHandler):
                     "params": {k: doc[k] for k in recorded if k in doc},
                     "caller": caller.group(1) if caller else None, "time": time.time()}
             tenant.calls.append(call)
-            try:
+
+            def produce():
                 if caller is None:
                     raise ApiError(400, "MissingAuthenticationTokenException",
                                    "Request is missing Authentication Token")
-                failure = tenant.take_failure(action)
-                if failure is not None:
-                    raise failure
-                answer = handler(tenant, doc)
-            except ApiError as e:
-                call["error"] = e.code
-                return self.reply(e.status, json.dumps({"__type": e.code, "message": e.message}),
-                                  "application/x-amz-json-1.1",
-                                  headers={"x-amzn-RequestId": request_id})
-            self.reply(200, json.dumps(answer), "application/x-amz-json-1.1",
-                       headers={"x-amzn-RequestId": request_id})
+                return handler(tenant, doc)
+
+            return harness_common.answer_call(
+                self, tenant, call, action, produce, "application/x-amz-json-1.1",
+                lambda e: {"__type": e.code, "message": e.message})
 
     do_GET = do_PUT = do_POST = do_DELETE = _dispatch  # noqa: N815
 

@@ -107,7 +107,6 @@ class Handler(harness_common.QuietHandler):
             tenant = _tenants.get(name)
             if rest.startswith("/_fake/"):
                 return harness_common.handle_control(self, tenant, rest[len("/_fake/"):], body)
-            request_id = str(uuid.uuid4())
             if self.command == "GET" and rest == "/federation/credentials":
                 params = dict(urllib.parse.parse_qsl(query, keep_blank_values=True))
                 service, action = "sso", "GetRoleCredentials"
@@ -129,17 +128,8 @@ class Handler(harness_common.QuietHandler):
             call = {"service": service, "action": action, "params": call_params,
                     "time": time.time()}
             tenant.calls.append(call)
-            try:
-                failure = tenant.take_failure(action)
-                if failure is not None:
-                    raise failure
-                answer = handler()
-            except ApiError as e:
-                call["error"] = e.code
-                return self.reply(e.status, json.dumps(e.body), "application/json", headers={
-                    "x-amzn-ErrorType": e.code, "x-amzn-RequestId": request_id})
-            self.reply(200, json.dumps(answer), "application/json",
-                       headers={"x-amzn-RequestId": request_id})
+            return harness_common.answer_call(self, tenant, call, action, handler,
+                                              "application/json", lambda e: e.body)
 
     do_GET = do_PUT = do_POST = do_DELETE = _dispatch  # noqa: N815
 

@@ -12,7 +12,7 @@ constexpr std::chrono::milliseconds kMaxWait{1000};
 }  // namespace
 
 AwsMulti::AwsMulti(AwsContext& context)
-    : context_(context), clock_(context.clock()), http_(context.transport().NewMulti()) {}
+    : clock_(context.clock()), http_(context.transport().NewMulti()) {}
 
 AwsMulti::~AwsMulti() {
   for (auto& [id, work] : offloaded_) {

@@ -763,7 +763,8 @@ class CurlMulti final : public HttpMulti {
         const auto until = std::chrono::ceil<std::chrono::milliseconds>(*timer_due_ - Steady::now());
         wait_ms = std::clamp<long long>(until.count(), 0, wait_ms);
       }
-      std::vector<pollfd> fds = {{epoll_fd_, POLLIN, 0}, {wake_fd_, POLLIN, 0}};
+      std::vector<pollfd>& fds = poll_fds_;  // kept: no allocation per wake-up
+      fds.assign({{epoll_fd_, POLLIN, 0}, {wake_fd_, POLLIN, 0}});
       for (const auto& [easy, active] : active_) {
         const StopSource* stop = active->request.stop;
         if (stop != nullptr && stop->WakeFd() >= 0) fds.push_back({stop->WakeFd(), POLLIN, 0});
@@ -907,6 +908,7 @@ class CurlMulti final : public HttpMulti {
   int wake_fd_;
   std::optional<std::chrono::steady_clock::time_point> timer_due_;
   std::string multi_error_;
+  std::vector<pollfd> poll_fds_;
   std::map<CURL*, std::unique_ptr<Active>> active_;
   std::vector<CURL*> idle_;
   std::vector<Ended> ended_;

@@ -193,15 +193,8 @@ class DynamoLedger final : public Ledger {
     std::vector<std::string> items;  // reused: each keeps its capacity from step to step
     for (std::size_t begin = 0; begin < units.size(); begin += kUnitsPerProgressStep) {
       std::size_t end = std::min(units.size(), begin + kUnitsPerProgressStep);
-      // Items go to the wire as text encoded here: a JSON tree per unit would cost more than
-      // everything else the enqueue does.
-      const std::string now = codec::FormatTime(clock_.Now());
-      items.resize(end - begin);
-      for (std::size_t i = begin; i < end; ++i) {
-        std::string& item = items[i - begin];
-        item.clear();
-        if (!codec::AppendNewUnit(item, job, units[i], now)) return NotUtf8Unit(job, units[i]);
-      }
+      const std::span<const UnitSpec> step(units.data() + begin, end - begin);
+      if (Status encoded = EncodeNewUnits(job, step, items); !encoded.ok()) return encoded;
       if (Status put = PutOutcome(db_->BatchPutEncoded(options_.table, items), end - begin);
           !put.ok()) {
         return put;
@@ -214,20 +207,29 @@ class DynamoLedger final : public Ledger {
 
   void StartPutNewUnits(AwsMulti& multi, const std::string& job, std::span<const UnitSpec> units,
                         std::function<void(Status)> done) override {
-    const std::string now = codec::FormatTime(clock_.Now());
-    std::vector<std::string> items(units.size());
-    for (std::size_t i = 0; i < units.size(); ++i) {
-      if (!codec::AppendNewUnit(items[i], job, units[i], now)) {
-        Status invalid = NotUtf8Unit(job, units[i]);
-        multi.After(std::chrono::milliseconds(0), [done = std::move(done), invalid] { done(invalid); });
-        return;
-      }
+    std::vector<std::string> items;
+    if (Status encoded = EncodeNewUnits(job, units, items); !encoded.ok()) {
+      multi.After(std::chrono::milliseconds(0), [done = std::move(done), encoded] { done(encoded); });
+      return;
     }
     const std::size_t count = units.size();
     db_->StartBatchPutEncoded(multi, options_.table, std::move(items),
                               [done = std::move(done), count](BatchWriteResult result) {
                                 done(PutOutcome(result, count));
                               });
+  }
+
+  // The items of new units as text, for BatchPutEncoded: a JSON tree per unit would cost more
+  // than everything else the enqueue does. `items` is reused: each keeps its capacity.
+  Status EncodeNewUnits(const std::string& job, std::span<const UnitSpec> units,
+                        std::vector<std::string>& items) {
+    const std::string now = codec::FormatTime(clock_.Now());
+    items.resize(units.size());
+    for (std::size_t i = 0; i < units.size(); ++i) {
+      items[i].clear();
+      if (!codec::AppendNewUnit(items[i], job, units[i], now)) return NotUtf8Unit(job, units[i]);
+    }
+    return Status::Ok();
   }
 
   Status ReplaceUnit(const std::string& job, const UnitSpec& unit) override {

@@ -75,7 +75,6 @@ class AwsMulti {
   void OffloadVoid(std::function<void()> work, std::function<void()> done);
   bool RunReady();
 
-  AwsContext& context_;
   Clock& clock_;
   std::unique_ptr<HttpMulti> http_;
   std::uint64_t next_tag_ = 1;
